@@ -1,0 +1,129 @@
+"""YAML configuration with the reference's key names, validated on load.
+
+A config is a flat mapping. Every key must be known (a typo is an error naming the closest known key) and
+every value must have the expected type. The result is an ``argparse.Namespace`` so that code written for the
+reference's ``args`` object works unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+VIT_BACKBONES = ("dinov2_s", "dinov2_b", "dinov3_s", "dinov3_s_plus", "dinov3_b")
+FRAME_SAMPLINGS = ("uniform", "random", "uniform_mixed")
+EVAL_DATASETS = ("davis", "rgb_stacking", "kinetics", "robotap")
+
+
+class ConfigError(ValueError):
+    """A configuration file or mapping that cannot be used."""
+
+
+@dataclass(frozen=True)
+class _Key:
+    kind: type | tuple[type, ...]
+    default: Any
+    choices: tuple[Any, ...] | None = None
+
+
+_NUMBER = (int, float)
+_OPT_STR = (str, type(None))
+
+# Defaults follow the reference's argument parser; the YAML files override them.
+SCHEMA: dict[str, _Key] = {
+    # data
+    "movi_f_root": _Key(_OPT_STR, None),
+    "tapvid_root": _Key(_OPT_STR, None),
+    "eval_dataset": _Key(str, "davis", EVAL_DATASETS),
+    "frame_sampling": _Key(str, "uniform", FRAME_SAMPLINGS),
+    "frame_sample_ratio": _Key(_NUMBER, 1.0),
+    "input_size": _Key(list, [384, 512]),
+    "N": _Key(int, 384),
+    "T": _Key(int, 48),
+    # model
+    "M": _Key(int, 24),
+    "D": _Key(int, 256),
+    "K": _Key(int, 16),
+    "decoder_layer_num": _Key(int, 3),
+    "predicton_head_layer_num": _Key(int, 3),
+    "rerank_layer_num": _Key(int, 3),
+    "vit_backbone": _Key(str, "dinov2_s", VIT_BACKBONES),
+    "vit_upsample_factor": _Key(_NUMBER, 1.0),
+    "backbone_config": _Key((dict, type(None)), None),
+    # inference
+    "M_i": _Key(int, 48),
+    "delta_v": _Key(_NUMBER, 0.8),
+    # training
+    "lambda_patch_cls": _Key(_NUMBER, 3.0),
+    "evaluation": _Key(bool, False),
+    "epoch_num": _Key(int, 150),
+    "lr": _Key(_NUMBER, 5e-4),
+    "wd": _Key(_NUMBER, 1e-5),
+    "bs": _Key(int, 1),
+    "grad_checkpoint": _Key(bool, False),
+    "amp": _Key(bool, True),
+    "model_save_path": _Key(_OPT_STR, None),
+    "checkpoint_path": _Key(_OPT_STR, None),
+    "seed": _Key(int, 1234),
+    "num_workers": _Key(int, 4),
+    "iters_per_epoch": _Key((int, type(None)), None),
+    "log_backend": _Key(str, "tensorboard", ("tensorboard", "csv", "wandb", "none")),
+}
+
+
+def _check_value(key: str, value: Any, spec: _Key, source: str) -> Any:
+    if isinstance(value, bool) and spec.kind in (int, _NUMBER):
+        raise ConfigError(f"{source}: key '{key}' must be a number, got the boolean {value!r}")
+    if not isinstance(value, spec.kind):
+        expected = spec.kind if isinstance(spec.kind, type) else " or ".join(k.__name__ for k in spec.kind)
+        expected = getattr(expected, "__name__", expected)
+        raise ConfigError(f"{source}: key '{key}' must be {expected}, got {type(value).__name__} {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{source}: key '{key}' is {value!r}; expected one of {list(spec.choices)}")
+    if key == "input_size":
+        if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+            raise ConfigError(f"{source}: 'input_size' must be [H, W] with two positive integers, got {value!r}")
+        if value[0] % 32 or value[1] % 32:
+            raise ConfigError(f"{source}: 'input_size' {value} must be divisible by 32 (the adapter's coarsest stride)")
+    if key == "backbone_config" and value is not None and "model_type" not in value:
+        raise ConfigError(f"{source}: 'backbone_config' must be a Hugging Face config dict with a 'model_type'")
+    return list(value) if isinstance(value, list) else value
+
+
+def config_from_mapping(values: Mapping[str, Any], source: str = "config") -> argparse.Namespace:
+    """Validate a mapping of config keys and fill in the defaults of the keys it leaves out."""
+    if isinstance(values, argparse.Namespace):
+        values = vars(values)
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(values).__name__}")
+    unknown = [k for k in values if k not in SCHEMA]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), SCHEMA, n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(hints)}")
+    resolved = {key: spec.default for key, spec in SCHEMA.items()}
+    for key, value in values.items():
+        resolved[key] = _check_value(key, value, SCHEMA[key], source)
+    return argparse.Namespace(**resolved)
+
+
+def load_config(path: str | Path, **overrides: Any) -> argparse.Namespace:
+    """Read a YAML config file, apply keyword overrides and validate the result."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_mapping(values, source=str(path))
