@@ -1,0 +1,220 @@
+"""Speed and memory of Track-On2 for N_sqrt^2 grid queries and inference memory M_i, as the reference's benchmark.
+
+    python -m evaluation.benchmark --config_path config/test.yaml [--model_checkpoint_path ckpt.pth] \
+        [--davis_path tapvid_davis.pkl] --N_sqrt 8 --memory_size 24
+
+Queries are an N_sqrt x N_sqrt grid on frame 0 and the predictor runs without a support grid. Without
+``--davis_path`` the clips are random videos of ``--num_frames`` frames at ``--height`` x ``--width`` (DAVIS in
+TAP-Vid format is 256x256). The first ``--warmup`` clips are not counted. Model-only time is the predictor call
+(CUDA events on GPU); end-to-end time also includes moving the clip to the device, building the queries and
+bringing the outputs back to the host. Peak memory is torch.cuda.max_memory_allocated on CUDA and the process's
+peak resident set on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from dataset.errors import DatasetFormatError
+from evaluation import memory
+from utils.config import ConfigError, load_config
+
+SEED = 1234
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """Throughput over the timed clips and the peak memory of the whole run."""
+
+    num_queries: int
+    memory_size: int
+    device: str
+    timed_clips: int
+    timed_frames: int
+    model_fps: float
+    end_to_end_fps: float
+    peak_memory_bytes: int
+    peak_memory_kind: str
+
+
+def grid_points(grid_size: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(1, S^2, 2) xy points of an S x S grid covering the frame with a margin of W // 64 pixels (CoTracker's grid)."""
+    if grid_size == 1:
+        return torch.tensor([[[width / 2, height / 2]]], device=device)
+    margin = width // 64
+    steps = torch.arange(grid_size, dtype=torch.float32, device=device) / float(grid_size - 1)
+    ys = margin + steps * (height - 2 * margin)
+    xs = margin + steps * (width - 2 * margin)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x.reshape(1, -1), grid_y.reshape(1, -1)], dim=-1)
+
+
+def grid_queries(grid_size: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(1, S^2, 3) queries (t=0, x, y) on the grid of ``grid_points``."""
+    points = grid_points(grid_size, height, width, device)
+    return torch.cat([torch.zeros_like(points[..., :1]), points], dim=-1)
+
+
+def random_clips(count: int, num_frames: int, height: int, width: int, seed: int) -> Iterator[torch.Tensor]:
+    """``count`` random (1, T, 3, H, W) float videos in [0, 255]."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        yield torch.randint(0, 256, (1, num_frames, 3, height, width), generator=generator).float()
+
+
+def davis_clips(path: str, count: int) -> Iterator[torch.Tensor]:
+    """The first ``count`` TAP-Vid DAVIS videos as (1, T, 3, 256, 256) float in [0, 255]."""
+    from evaluation.datasets import build_dataset
+
+    dataset = build_dataset("davis", path)
+    for index in range(min(count, len(dataset))):
+        yield dataset[index][0].float()[None]
+
+
+def _timer(device: torch.device):
+    """(start, stop) callables measuring milliseconds, with CUDA events on GPU and perf_counter on CPU."""
+    if device.type == "cuda":
+        start_event = torch.cuda.Event(enable_timing=True)
+        end_event = torch.cuda.Event(enable_timing=True)
+
+        def stop() -> float:
+            end_event.record()
+            torch.cuda.synchronize(device)
+            return start_event.elapsed_time(end_event)
+
+        return start_event.record, stop
+    began = [0.0]
+
+    def start() -> None:
+        began[0] = time.perf_counter()
+
+    def stop_cpu() -> float:
+        return (time.perf_counter() - began[0]) * 1000.0
+
+    return start, stop_cpu
+
+
+def benchmark(
+    predictor: torch.nn.Module,
+    clips: Iterator[torch.Tensor],
+    grid_size: int,
+    memory_size: int,
+    device: torch.device,
+    warmup: int = 2,
+) -> BenchmarkResult:
+    """Time ``predictor`` on every clip (the first ``warmup`` ones uncounted) and record the peak memory."""
+    frames = 0
+    model_ms = e2e_ms = 0.0
+    timed = 0
+    peak_kind = "cuda_max_memory_allocated" if device.type == "cuda" else "process_peak_rss"
+    if not memory.reset_peak(device):
+        peak_kind = "process_peak_rss_since_start"
+    start_model, stop_model = _timer(device)
+    for index, clip in enumerate(clips):
+        began = time.perf_counter()
+        video = clip.to(device, non_blocking=True)
+        _, num_frames, _, height, width = video.shape
+        queries = grid_queries(grid_size, height, width, device)
+        with torch.inference_mode():
+            start_model()
+            trajectory, visibility = predictor(video, queries)
+            iteration_model_ms = stop_model()
+            trajectory, visibility = trajectory.cpu(), visibility.cpu()
+        iteration_e2e_ms = (time.perf_counter() - began) * 1000.0
+        if index >= warmup:
+            timed += 1
+            frames += num_frames
+            model_ms += iteration_model_ms
+            e2e_ms += iteration_e2e_ms
+    return BenchmarkResult(
+        num_queries=grid_size**2,
+        memory_size=memory_size,
+        device=str(device),
+        timed_clips=timed,
+        timed_frames=frames,
+        model_fps=frames / (model_ms / 1000.0) if model_ms > 0 else float("nan"),
+        end_to_end_fps=frames / (e2e_ms / 1000.0) if e2e_ms > 0 else float("nan"),
+        peak_memory_bytes=memory.peak_bytes(device),
+        peak_memory_kind=peak_kind,
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Benchmark script for Track-On2")
+    parser.add_argument("--config_path", default="./config/test.yaml", help="model config YAML")
+    parser.add_argument("--model_checkpoint_path", default=None, help="checkpoint (default: random weights)")
+    parser.add_argument("--davis_path", default=None, help="TAP-Vid DAVIS pickle (default: random clips)")
+    parser.add_argument("--N_sqrt", type=int, default=8, help="queries form an N_sqrt x N_sqrt grid")
+    parser.add_argument("--memory_size", type=int, default=24, help="inference memory size M_i")
+    parser.add_argument("--num_clips", type=int, default=16, help="clips to run, warm-up included")
+    parser.add_argument("--warmup", type=int, default=2, help="leading clips left out of the timing")
+    parser.add_argument("--num_frames", type=int, default=48, help="frames per random clip")
+    parser.add_argument("--height", type=int, default=256, help="random clip height")
+    parser.add_argument("--width", type=int, default=256, help="random clip width")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--output_json", default=None, help="also write the result here")
+    args = parser.parse_args(argv)
+    for flag in ("config_path", "model_checkpoint_path", "davis_path"):
+        value = getattr(args, flag)
+        if value is not None and not Path(value).is_file():
+            parser.error(f"--{flag}: file not found: {value}")
+    if args.N_sqrt < 1 or args.memory_size < 1 or min(args.num_frames, args.height, args.width) < 1:
+        parser.error("--N_sqrt, --memory_size, --num_frames, --height and --width must be positive")
+    if not 0 <= args.warmup < args.num_clips:
+        parser.error("--warmup must be non-negative and smaller than --num_clips")
+    return args
+
+
+def report_lines(result: BenchmarkResult) -> list[str]:
+    """The reference's three result lines plus what was measured."""
+    gib = result.peak_memory_bytes / 1024**3
+    where = "GPU memory" if result.peak_memory_kind.startswith("cuda") else "process RSS"
+    return [
+        f"[Setup] {result.num_queries} queries, memory size {result.memory_size}, {result.device}, "
+        f"{result.timed_clips} timed clips / {result.timed_frames} frames",
+        f"[Speed] Model-only FPS: {result.model_fps:.2f} frames/s",
+        f"[Speed] End-to-end FPS: {result.end_to_end_fps:.2f} frames/s (includes H2D + postproc)",
+        f"[Memory] Peak {where}: {gib:.2f} GB",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from model.trackon_predictor import Predictor
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(SEED)
+    try:
+        model_args = load_config(args.config_path)
+        model_args.M_i = args.memory_size
+        print("=== Benchmarking Track-On2 ===")
+        print(f"Memory size: {model_args.M_i}, N: {args.N_sqrt**2}", flush=True)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            torch.set_float32_matmul_precision("high")
+        predictor = Predictor(model_args, checkpoint_path=args.model_checkpoint_path, support_grid_size=0)
+        predictor = predictor.to(device).eval()
+        if args.davis_path:
+            clips = davis_clips(args.davis_path, args.num_clips)
+        else:
+            clips = random_clips(args.num_clips, args.num_frames, args.height, args.width, SEED)
+        result = benchmark(predictor, clips, args.N_sqrt, args.memory_size, device, warmup=args.warmup)
+    except (ConfigError, DatasetFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(report_lines(result)), flush=True)
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

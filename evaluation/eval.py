@@ -1,0 +1,140 @@
+"""Evaluate Track-On2 on TAP-Vid (DAVIS, Kinetics, RoboTAP), PointOdyssey or Dynamic Replica.
+
+    python -m evaluation.eval --model_config_path config/test.yaml --dataset_name davis \
+        --dataset_path tapvid_davis.pkl --model_checkpoint_path trackon2.pth [--output_json out.json]
+
+Also runs under ``torchrun --nproc_per_node=K -m evaluation.eval ...``: videos are split across ranks by index
+and the results are gathered and reported on rank 0. As the reference: inference memory M_i = 24 on DAVIS,
+a 20x20 support grid, visibility threshold ``delta_v`` from the config, 'first' queries on TAP-Vid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import random
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from dataset.errors import DatasetFormatError
+from evaluation import distributed
+from evaluation.datasets import build_dataset
+from evaluation.evaluator import DATASETS, TAPVID_QUERY_MODE, evaluate
+from evaluation.report import accumulate, final_lines, write_json
+from utils.config import ConfigError, load_config
+
+DAVIS_MEMORY_SIZE = 24
+SUPPORT_GRID_SIZE = 20
+SEED = 1234
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Evaluation script for Track-On2")
+    parser.add_argument("--model_config_path", default="./config/test.yaml", help="model config YAML")
+    parser.add_argument("--dataset_name", required=True, choices=DATASETS, help="evaluation dataset")
+    parser.add_argument("--dataset_path", required=True, help="dataset file or folder")
+    parser.add_argument("--model_checkpoint_path", required=True, help="model checkpoint (.pth)")
+    parser.add_argument("--output_json", default=None, help="write every per-video and final number here")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--max_videos", type=int, default=None, help="evaluate only the first N videos")
+    parser.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes")
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    for flag in ("model_config_path", "model_checkpoint_path"):
+        if not Path(getattr(args, flag)).is_file():
+            parser.error(f"--{flag}: file not found: {getattr(args, flag)}")
+    if not Path(args.dataset_path).exists():
+        parser.error(f"--dataset_path: not found: {args.dataset_path}")
+    if args.max_videos is not None and args.max_videos < 1:
+        parser.error("--max_videos must be at least 1")
+    return args
+
+
+def resolve_device(requested: str | None, ctx: distributed.DistContext) -> torch.device:
+    """The requested device, or CUDA (this rank's GPU) when available, else CPU."""
+    device = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def fix_random_seeds(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device: torch.device) -> torch.nn.Module:
+    """The reference's evaluation Predictor (20x20 support grid) on ``device``."""
+    from model.trackon_predictor import Predictor
+
+    try:
+        predictor = Predictor(model_args, checkpoint_path=checkpoint_path, support_grid_size=SUPPORT_GRID_SIZE)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        raise ValueError(f"cannot load checkpoint {checkpoint_path}: {exc}") from exc
+    return predictor.to(device).eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    device_type = torch.device(args.device).type if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
+    ctx = distributed.setup(device_type)
+    try:
+        device = resolve_device(args.device, ctx)
+        fix_random_seeds(SEED)
+        model_args = load_config(args.model_config_path)
+        if args.dataset_name == "davis":
+            model_args.M_i = DAVIS_MEMORY_SIZE
+        dataset = build_dataset(args.dataset_name, args.dataset_path)
+        predictor = load_predictor(model_args, args.model_checkpoint_path, device)
+        num_videos = len(dataset) if args.max_videos is None else min(len(dataset), args.max_videos)
+        if ctx.is_main:
+            print(
+                f"Evaluating on {args.dataset_name}: {num_videos} videos, M_i={model_args.M_i}, "
+                f"delta_v={model_args.delta_v}, device={device}, processes={ctx.world_size}",
+                flush=True,
+            )
+        results = evaluate(
+            predictor,
+            dataset,
+            args.dataset_name,
+            distributed.shard(num_videos, ctx),
+            device,
+            num_workers=args.num_workers,
+            show_progress=not args.no_progress,
+        )
+        results = distributed.gather(results, ctx)
+        if ctx.is_main:
+            accumulator = accumulate(results)
+            print("\n" + "\n".join(final_lines(args.dataset_name, accumulator.results())), flush=True)
+            if args.output_json:
+                extra = {
+                    "model_config_path": args.model_config_path,
+                    "model_checkpoint_path": args.model_checkpoint_path,
+                    "M_i": model_args.M_i,
+                    "delta_v": model_args.delta_v,
+                    "support_grid_size": SUPPORT_GRID_SIZE,
+                    "query_mode": TAPVID_QUERY_MODE if args.dataset_name in ("davis", "kinetics", "robotap") else None,
+                    "world_size": ctx.world_size,
+                }
+                write_json(args.output_json, args.dataset_name, accumulator, extra)
+                print(f"Wrote {args.output_json}", flush=True)
+    finally:
+        distributed.teardown(ctx)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (ConfigError, DatasetFormatError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

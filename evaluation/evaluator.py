@@ -1,0 +1,136 @@
+"""Run a predictor over evaluation videos and score each one, as the reference's evaluate_tapvid / _dr / _po.
+
+A predictor is any callable ``predictor(video, queries) -> (trajectory, visibility)`` with video
+(1, T, 3, H, W) float in [0, 255], queries (1, N, 3) as (t, x, y) pixels, trajectory (1, T, N, 2) xy pixels and
+visibility (1, T, N) bool -- the interface of ``model.trackon_predictor.Predictor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from utils.eval_utils import (
+    compute_dynamic_replica_metrics,
+    compute_point_odyssey_metrics,
+    compute_tapvid_metrics,
+    tapvid_video_summary,
+)
+
+PredictorFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+TAPVID_DATASETS = ("davis", "kinetics", "robotap")
+DATASETS = TAPVID_DATASETS + ("point_odyssey", "dynamic_replica")
+# Query sampling of every TAP-Vid reader in the reference: the first visible point of each track.
+TAPVID_QUERY_MODE = "first"
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """Metrics of one evaluated video; ``index`` is its position in the dataset."""
+
+    index: int
+    name: str
+    metrics: dict[str, float]
+
+
+def evaluate_tapvid_video(predictor: PredictorFn, batch: Any, device: torch.device) -> dict[str, float]:
+    """TAP-Vid item (video (1,T,3,H,W), tracks (1,T,N,2) xy, visible (1,T,N), queries (1,N,3) t,y,x)."""
+    video, gt_tracks, gt_visible, query_points = batch[:4]
+    queries = query_points.float()[..., [0, 2, 1]]  # (t, y, x) -> (t, x, y)
+    pred_tracks, pred_visible = predictor(video.to(device), queries.to(device))
+    metrics = compute_tapvid_metrics(
+        query_points.cpu().numpy(),
+        torch.logical_not(gt_visible.bool()).permute(0, 2, 1).cpu().numpy(),
+        gt_tracks.permute(0, 2, 1, 3).cpu().numpy(),
+        torch.logical_not(pred_visible.bool()).permute(0, 2, 1).cpu().numpy(),
+        pred_tracks.float().permute(0, 2, 1, 3).cpu().numpy(),
+        TAPVID_QUERY_MODE,
+    )
+    return tapvid_video_summary(metrics)
+
+
+def evaluate_dynamic_replica_video(predictor: PredictorFn, batch: Any, device: torch.device) -> dict[str, float]:
+    """Dynamic Replica item (video (1,T,3,H,W), tracks (1,T,N,2) xy, visibility (1,T,N)); queries at frame 0."""
+    video, gt_tracks, gt_visible = batch[:3]
+    gt_tracks = gt_tracks.float()
+    queries = torch.cat([torch.zeros_like(gt_tracks[:, 0, :, :1]), gt_tracks[:, 0]], dim=2)
+    pred_tracks, _ = predictor(video.to(device), queries.to(device))
+    height, width = video.shape[-2:]
+    return compute_dynamic_replica_metrics(pred_tracks.cpu(), gt_tracks, gt_visible, height, width)
+
+
+def point_odyssey_queries(gt_tracks: torch.Tensor, gt_visible: torch.Tensor) -> torch.Tensor:
+    """(1, N, 3) queries (t, x, y) at each track's first visible frame (frame 0 if never visible)."""
+    first = torch.argmax((gt_visible > 0).to(torch.uint8), dim=1)[0]  # (N,)
+    points = gt_tracks[0, first, torch.arange(gt_tracks.shape[2])]  # (N, 2)
+    return torch.cat([first[:, None].float(), points], dim=1)[None]
+
+
+def evaluate_point_odyssey_video(predictor: PredictorFn, batch: Mapping[str, Any], device: torch.device) -> dict[str, float]:
+    """PointOdyssey item: a mapping with video (1,T,3,H,W), trajs (1,T,N,2) xy, visibs and valids (1,T,N)."""
+    video, gt_tracks = batch["video"], batch["trajs"].float()
+    gt_visible, valids = batch["visibs"].float(), batch["valids"].float()
+    queries = point_odyssey_queries(gt_tracks, gt_visible)
+    pred_tracks, _ = predictor(video.to(device), queries.to(device))
+    height, width = video.shape[-2:]
+    return compute_point_odyssey_metrics(pred_tracks.cpu(), gt_tracks, gt_visible, valids, height, width)
+
+
+VIDEO_EVALUATORS: dict[str, Callable[[PredictorFn, Any, torch.device], dict[str, float]]] = {
+    **{name: evaluate_tapvid_video for name in TAPVID_DATASETS},
+    "dynamic_replica": evaluate_dynamic_replica_video,
+    "point_odyssey": evaluate_point_odyssey_video,
+}
+
+
+def video_name(dataset: Dataset, index: int) -> str:
+    """A dataset's own name for a video (``video_names`` attribute) or its index."""
+    names = getattr(dataset, "video_names", None)
+    return str(names[index]) if names is not None and index < len(names) else str(index)
+
+
+def format_video_line(dataset_name: str, result: VideoResult, total: int) -> str:
+    """One per-video progress line in the reference's format."""
+    m = result.metrics
+    if dataset_name in TAPVID_DATASETS:
+        body = f"AJ: {m['aj']:.2f}, delta_avg: {m['delta_avg']:.2f}, OA: {m['oa']:.2f}"
+        return f"Video {result.index}/{total} ({result.name}): {body}"
+    if dataset_name == "dynamic_replica":
+        body = (
+            f"delta_avg: {m['accuracy']:.2f}, delta_vis: {m['accuracy_vis']:.2f}, "
+            f"delta_occ: {m['accuracy_occ']:.2f}, survival: {m['survival']:.2f}"
+        )
+        return f"Sequence {result.index}/{total} ({result.name}): {body}"
+    body = "    ".join(f"{k}: {m[k]:.1f}" for k in ("d_avg", "d_vis_avg", "survival", "median_l2", "median_vis_l2"))
+    return f"Sequence {result.index}/{total} ({result.name}): {body}"
+
+
+@torch.no_grad()
+def evaluate(
+    predictor: PredictorFn,
+    dataset: Dataset,
+    dataset_name: str,
+    indices: Iterable[int],
+    device: torch.device,
+    num_workers: int = 0,
+    print_each: bool = True,
+    show_progress: bool = True,
+) -> list[VideoResult]:
+    """Evaluate ``predictor`` on ``dataset[i]`` for every i in ``indices`` (one video at a time)."""
+    if dataset_name not in VIDEO_EVALUATORS:
+        raise ValueError(f"Unknown dataset {dataset_name!r}; expected one of {', '.join(DATASETS)}")
+    evaluate_video = VIDEO_EVALUATORS[dataset_name]
+    indices = list(indices)
+    loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=num_workers)
+    results = []
+    for index, batch in zip(indices, tqdm(loader, desc=dataset_name, disable=not show_progress, dynamic_ncols=True)):
+        result = VideoResult(index, video_name(dataset, index), evaluate_video(predictor, batch, device))
+        if print_each:
+            tqdm.write(format_video_line(dataset_name, result, len(dataset)))
+        results.append(result)
+    return results

@@ -1,0 +1,94 @@
+"""The per-video evaluation loop with a stand-in predictor (no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from evaluation.evaluator import VideoResult, evaluate, point_odyssey_queries
+from evaluation.report import accumulate, final_lines, write_json
+from utils.eval_utils import (
+    compute_dynamic_replica_metrics,
+    compute_point_odyssey_metrics,
+    compute_tapvid_metrics,
+    tapvid_video_summary,
+)
+
+T, N, H, W = 6, 5, 32, 40
+
+
+class StaticPredictor:
+    """Predicts every query staying at its query position, visible where x < W / 2."""
+
+    def __call__(self, video: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = video.shape[1]
+        trajectory = queries[:, None, :, 1:].expand(-1, frames, -1, -1).clone()
+        return trajectory, trajectory[..., 0] < W / 2
+
+
+def _tapvid_item(seed: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    tracks = torch.rand(T, N, 2, generator=gen) * torch.tensor([W, H])
+    visible = torch.rand(T, N, generator=gen) > 0.3
+    visible[1, :] = True
+    first = torch.argmax(visible.to(torch.uint8), dim=0)
+    points = tracks[first, torch.arange(N)]
+    queries = torch.stack([first.float(), points[:, 1], points[:, 0]], dim=1)  # (t, y, x)
+    video = torch.rand(T, 3, H, W, generator=gen) * 255
+    return video, tracks, visible, queries
+
+
+def test_tapvid_evaluation_equals_direct_metrics() -> None:
+    dataset = [_tapvid_item(seed) for seed in range(3)]
+    results = evaluate(StaticPredictor(), dataset, "davis", [0, 2], torch.device("cpu"), show_progress=False)
+    assert [r.index for r in results] == [0, 2]
+    for result in results:
+        _, tracks, visible, queries = dataset[result.index]
+        pred = queries[None, None, :, [2, 1]].expand(1, T, N, 2)
+        pred_visible = pred[..., 0] < W / 2
+        direct = compute_tapvid_metrics(
+            queries[None].numpy(),
+            (~visible).T[None].numpy(),
+            tracks.permute(1, 0, 2)[None].numpy(),
+            (~pred_visible).permute(0, 2, 1).numpy(),
+            pred.permute(0, 2, 1, 3).numpy(),
+            "first",
+        )
+        assert result.metrics == tapvid_video_summary(direct)
+
+
+def test_dynamic_replica_and_point_odyssey_evaluation() -> None:
+    video, tracks, visible, _ = _tapvid_item(7)
+    dr = evaluate(StaticPredictor(), [(video, tracks, visible)], "dynamic_replica", [0], torch.device("cpu"))[0]
+    pred = tracks[None, :1].expand(1, T, N, 2)
+    assert dr.metrics == compute_dynamic_replica_metrics(pred, tracks[None], visible[None], H, W)
+
+    item = {"video": video, "trajs": tracks, "visibs": visible, "valids": torch.ones(T, N)}
+    po = evaluate(StaticPredictor(), [item], "point_odyssey", [0], torch.device("cpu"))[0]
+    queries = point_odyssey_queries(tracks[None], visible[None].float())
+    pred = queries[:, None, :, 1:].expand(1, T, N, 2)
+    expected = compute_point_odyssey_metrics(pred, tracks[None], visible[None], torch.ones(1, T, N), H, W)
+    assert po.metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert po.metrics[key] == pytest.approx(value, nan_ok=True)
+
+
+def test_unknown_dataset_is_rejected() -> None:
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        evaluate(StaticPredictor(), [], "sintel", [], torch.device("cpu"))
+
+
+def test_report_is_order_independent_and_json_strict(tmp_path) -> None:
+    results = [VideoResult(1, "b", {"aj": 20.0, "oa": float("nan")}), VideoResult(0, "a", {"aj": 10.0, "oa": 1.0})]
+    accumulator = accumulate(results)
+    assert [name for name, _ in accumulator.videos] == ["a", "b"]
+    assert accumulator.results()["aj"] == 15.0
+    path = tmp_path / "out.json"
+    write_json(path, "dynamic_replica", accumulator, {"world_size": 1})
+    payload = json.loads(path.read_text())
+    assert payload["final"]["oa"] is None and payload["videos"][0]["name"] == "a"
+    assert final_lines("dynamic_replica", {"aj": 15.0}) == ["aj: 15.00"]
+    assert np.isfinite(payload["final"]["aj"])
