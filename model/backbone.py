@@ -1,0 +1,58 @@
+"""Backbone: normalise frames, run the ViT-Adapter, project each scale to D and add a learned position map."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.vit_adapter import ViTAdapter
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FeaturePyramid(NamedTuple):
+    """Token maps of one or more frames at strides 4, 8, 16, 32, each (..., tokens, D), row-major."""
+
+    f4: torch.Tensor
+    f8: torch.Tensor
+    f16: torch.Tensor
+    f32: torch.Tensor
+
+
+class Backbone(nn.Module):
+    def __init__(self, args):
+        super().__init__()
+        self.D = args.D
+        self.H, self.W = args.input_size
+        self.Hf, self.Wf = self.H // 4, self.W // 4
+        self.vit_encoder = ViTAdapter(
+            args.vit_backbone,
+            vit_upsample_factor=args.vit_upsample_factor,
+            backbone_config=getattr(args, "backbone_config", None),
+            with_cp=bool(args.grad_checkpoint),
+        )
+        width = self.vit_encoder.embed_dim
+        self.projections = nn.ModuleList([nn.Sequential(nn.Linear(width, self.D)) for _ in range(4)])
+        self.pos_embedding = nn.Parameter(torch.zeros(1, self.D, self.Hf, self.Wf))
+        nn.init.trunc_normal_(self.pos_embedding, std=0.02)
+        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, frames: torch.Tensor) -> FeaturePyramid:
+        """frames: (N, 3, H, W) in [0, 1] at the model input size -> token maps of shape (N, h*w, D)."""
+        if frames.shape[-2:] != (self.H, self.W):
+            raise ValueError(f"backbone expects frames of size {(self.H, self.W)}, got {tuple(frames.shape[-2:])}")
+        normalised = (frames - self.image_mean) / self.image_std
+        maps = self.vit_encoder(normalised)
+        tokens = []
+        for level, (feature, projection) in enumerate(zip(maps, self.projections)):
+            pos = self.pos_embedding
+            if level:
+                pos = F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
+            projected = projection(feature.flatten(2).transpose(1, 2))
+            tokens.append(projected + pos.flatten(2).transpose(1, 2))
+        return FeaturePyramid(*tokens)

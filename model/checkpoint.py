@@ -1,0 +1,128 @@
+"""Loading Track-On2 checkpoints: the released files, our own training checkpoints, and their ViT naming variants.
+
+The released files hold the tracker without the frozen ViT (which comes from the hub). Our loader accepts a raw
+state dict or one nested under a known key, strips DDP's ``module.`` prefix, translates ViT parameter names
+between transformers 4 and 5, and refuses anything that does not fit the model exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+HUB_REPO = "gorkaydemir/track_on2"
+HUB_FILES = {"dinov2": "trackon2_dinov2_checkpoint.pt", "dinov3": "trackon2_dinov3_checkpoint.pt"}
+NESTED_KEYS = ("state_dict", "model", "model_state", "ema_state_dict")
+VIT_PREFIXES = ("backbone.vit_encoder.dinov2.", "backbone.vit_encoder.dinov3.")
+
+# (transformers 4 name, transformers 5 name) fragments of the ViT parameters.
+_VIT_RENAMES = (
+    (".attention.attention.query.", ".attention.q_proj."),
+    (".attention.attention.key.", ".attention.k_proj."),
+    (".attention.attention.value.", ".attention.v_proj."),
+    (".attention.output.dense.", ".attention.o_proj."),
+)
+_DINOV3_LAYERS_V4 = re.compile(r"^(backbone\.vit_encoder\.dinov3\.)layer\.")
+_DINOV3_LAYERS_V5 = re.compile(r"^(backbone\.vit_encoder\.dinov3\.)model\.layer\.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable, or does not match the model."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file on the CPU (tensors only, no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"could not read checkpoint {path}: {type(err).__name__}: {err}") from err
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The model's state dict from a raw or nested checkpoint, without DDP's ``module.`` prefix."""
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f"a checkpoint must be a mapping, got {type(checkpoint).__name__}")
+    for key in NESTED_KEYS:
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            checkpoint = checkpoint[key]
+            break
+    state = {}
+    for name, value in checkpoint.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint entry {name!r} is not a tensor ({type(value).__name__})")
+        state[name[len("module."):] if name.startswith("module.") else name] = value
+    return state
+
+
+def _vit_name_variants(name: str) -> list[str]:
+    """Other spellings of a ViT parameter name (transformers 4 <-> 5)."""
+    variants = []
+    for old, new in _VIT_RENAMES:
+        if old in name:
+            variants.append(name.replace(old, new))
+        if new in name:
+            variants.append(name.replace(new, old))
+    more = []
+    for candidate in [name, *variants]:
+        if _DINOV3_LAYERS_V5.match(candidate):
+            more.append(_DINOV3_LAYERS_V5.sub(r"\1layer.", candidate))
+        elif _DINOV3_LAYERS_V4.match(candidate):
+            more.append(_DINOV3_LAYERS_V4.sub(r"\1model.layer.", candidate))
+    return variants + more
+
+
+def match_vit_names(state: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
+    """Rename ViT entries written by another transformers version to the installed version's names."""
+    renamed = {}
+    for name, value in state.items():
+        if name not in model_keys and name.startswith(VIT_PREFIXES):
+            name = next((v for v in _vit_name_variants(name) if v in model_keys), name)
+        renamed[name] = value
+    return renamed
+
+
+def load_state_dict_strict(model: nn.Module, checkpoint: Mapping[str, Any], source: str = "checkpoint") -> None:
+    """Load weights, allowing only the frozen ViT to be missing; anything else that does not fit is an error."""
+    expected = model.state_dict()
+    state = match_vit_names(extract_state_dict(checkpoint), set(expected))
+    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(VIT_PREFIXES))
+    wrong_shape = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected) if state[k].shape != expected[k].shape
+    )
+    problems = []
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:5]}")
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {missing[:5]}")
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} shape mismatch(es), e.g. {wrong_shape[:3]}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match the model built from this config ({'; '.join(problems)}). "
+            "Check that the config (vit_backbone, D, M, K, layer counts, input_size) is the one it was trained with."
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def download_released_checkpoint(family: str) -> Path:
+    """Fetch a released checkpoint (``dinov2`` or ``dinov3``) from the hub, or take it from the local cache."""
+    if family not in HUB_FILES:
+        raise CheckpointError(f"no released checkpoint for {family!r}; expected one of {sorted(HUB_FILES)}")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(HUB_REPO, HUB_FILES[family]))
+    except Exception as err:
+        raise CheckpointError(
+            f"could not fetch {HUB_FILES[family]} from the hub repository {HUB_REPO} ({type(err).__name__}: {err}). "
+            "Download it by hand and pass its path instead."
+        ) from err

@@ -1,0 +1,338 @@
+"""Track-On2: an online point tracker with per-query memory.
+
+Each frame is encoded once (ViT-Adapter backbone + FPN). Every started query decodes its feature by attending
+to the frame, to the other queries and to its own memory of past decoded features; the decoded query is matched
+against the frame by multi-scale correlation, the top-K peaks are re-ranked, and a prediction head refines the
+chosen patch to a point and predicts visibility and uncertainty. The query's final feature is then pushed into
+its memory (FIFO of length M).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.backbone import Backbone, FeaturePyramid
+from model.blocks import MHA_Block, SimpleFPN
+from model.heads import STRIDE, MultiScaleContext, Prediction_Head, Rerank_Module, patch_centres
+from model.inputs import check_queries, check_video
+
+
+@dataclass
+class FrameFeatures:
+    """One frame's features for a batch: the pyramid (each (B, tokens, D)) and the fused stride-4 map (B, P, D)."""
+
+    pyramid: FeaturePyramid
+    fused: torch.Tensor
+
+
+@dataclass
+class TrackerState:
+    """Per-query state carried from frame to frame (B batch, N queries, M memory slots)."""
+
+    q_init: torch.Tensor  # (B, N, D) query features sampled on their start frame
+    memory: torch.Tensor  # (B, N, M, D) past decoded features, newest last
+    memory_mask: torch.Tensor  # (B, N, M) True where a slot is empty
+    started: torch.Tensor  # (B, N) bool
+
+
+@dataclass
+class StepOutput:
+    """Per-frame predictions for the queries that were decoded, all in model-input pixels."""
+
+    c1: torch.Tensor  # (B, n, P)
+    c2: torch.Tensor  # (B, n, P)
+    offsets: torch.Tensor  # (B, layers, n, 2)
+    v_logit: torch.Tensor  # (B, n)
+    u_logit: torch.Tensor  # (B, n)
+    p_patch: torch.Tensor  # (B, n, 2)
+    u_logit_top_k: torch.Tensor  # (B, n, K)
+    s_logit_top_k: torch.Tensor  # (B, n, K)
+    p_patch_top_k: torch.Tensor  # (B, n, K, 2)
+    q: torch.Tensor  # (B, n, D), the feature stored in memory
+
+    @property
+    def points(self) -> torch.Tensor:
+        return self.p_patch + self.offsets[:, -1]
+
+
+class Track_On2(nn.Module):
+    def __init__(self, args, nhead: int = 4):
+        super().__init__()
+        self.K = args.K
+        self.D = args.D
+        self.M = args.M
+        self.decoder_layer_num = args.decoder_layer_num
+        self.input_size = tuple(args.input_size)
+        self.H, self.W = self.input_size
+        self.Hf, self.Wf = self.H // STRIDE, self.W // STRIDE
+        self.P = self.Hf * self.Wf
+        if self.K > self.P:
+            raise ValueError(f"K ({self.K}) cannot exceed the number of stride-4 patches ({self.P})")
+
+        self.backbone = Backbone(args)
+        self.fpn = SimpleFPN(self.D)
+        self.reranking_head = Rerank_Module(args, nhead)
+        self.prediction_head = Prediction_Head(args, nhead)
+        self.feature_attention = nn.ModuleList([MHA_Block(self.D, nhead) for _ in range(self.decoder_layer_num)])
+        self.query_attention = nn.ModuleList([MHA_Block(self.D, nhead) for _ in range(self.decoder_layer_num)])
+        self.memory_attention = nn.ModuleList([MHA_Block(self.D, nhead) for _ in range(self.decoder_layer_num)])
+        self.projection1 = nn.Linear(self.D, self.D)
+        self.projection2 = nn.Linear(self.D, self.D)
+        self.ms_corr_proj = nn.Conv2d(4, 1, kernel_size=1)
+        self.t_embedding = nn.Parameter(torch.zeros(1, self.M + 1, self.D))
+        nn.init.trunc_normal_(self.t_embedding, std=0.02)
+
+    # ----------------------------------------------------------------------------------------------- memory size
+    @torch.no_grad()
+    def memory_extension(self, new_memory_size: int) -> None:
+        """Inference-time memory extension: resample the past rows of t_embedding to ``new_memory_size`` rows."""
+        if new_memory_size < 1:
+            raise ValueError(f"memory size must be positive, got {new_memory_size}")
+        past, now = self.t_embedding[:, :-1], self.t_embedding[:, -1:]
+        resized = F.interpolate(past.transpose(1, 2), size=new_memory_size, mode="linear", align_corners=True)
+        self.t_embedding = nn.Parameter(torch.cat([resized.transpose(1, 2), now], dim=1))
+        self.M = new_memory_size
+
+    # ------------------------------------------------------------------------------------------------- features
+    def resize_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H_in, W_in) in 0..255 -> (N, 3, H, W) in [0, 1] at the model input size."""
+        return F.interpolate(frames / 255.0, size=self.input_size, mode="bilinear", align_corners=False)
+
+    def encode(self, frames: torch.Tensor) -> FrameFeatures:
+        """Encode (N, 3, H, W) frames in [0, 1] at the model input size."""
+        pyramid = self.backbone(frames)
+        shapes = self.level_shapes()
+        maps = [tokens.transpose(1, 2).unflatten(2, shape) for tokens, shape in zip(pyramid, shapes)]
+        fused = self.fpn(*maps).flatten(2).transpose(1, 2)
+        return FrameFeatures(pyramid, fused)
+
+    def level_shapes(self) -> list[tuple[int, int]]:
+        return [(self.Hf >> level, self.Wf >> level) for level in range(4)]
+
+    def sample_query_features(self, fused: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """Bilinearly sample the fused map (B, P, D) at normalised (x, y) in [0, 1] (B, n, 2) -> (B, n, D)."""
+        feature_map = fused.transpose(1, 2).unflatten(2, (self.Hf, self.Wf))
+        grid = (coords * 2 - 1).unsqueeze(2).to(fused.dtype)
+        sampled = F.grid_sample(feature_map, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return sampled.squeeze(-1).transpose(1, 2)
+
+    def multiscale_correlation(self, q: torch.Tensor, normalised_pyramid: list[torch.Tensor]) -> torch.Tensor:
+        """Cosine similarity of q (B, n, D) with each scale, upsampled to stride 4 and fused -> (B, n, P)."""
+        batch, num, _ = q.shape
+        q_normalised = F.normalize(q, p=2, dim=-1)
+        maps = []
+        for tokens, shape in zip(normalised_pyramid, self.level_shapes()):
+            corr = torch.einsum("bnd,bpd->bnp", q_normalised, tokens).reshape(batch * num, 1, *shape)
+            if shape != (self.Hf, self.Wf):
+                corr = F.interpolate(corr, size=(self.Hf, self.Wf), mode="bilinear", align_corners=False)
+            maps.append(corr)
+        return self.ms_corr_proj(torch.cat(maps, dim=1)).view(batch, num, self.P)
+
+    # --------------------------------------------------------------------------------------------- one frame step
+    def init_state(self, batch: int, num_queries: int, like: torch.Tensor) -> TrackerState:
+        """Empty state for ``num_queries`` queries, with the dtype and device of ``like``."""
+        zeros = dict(dtype=like.dtype, device=like.device)
+        return TrackerState(
+            q_init=torch.zeros(batch, num_queries, self.D, **zeros),
+            memory=torch.zeros(batch, num_queries, self.M, self.D, **zeros),
+            memory_mask=torch.ones(batch, num_queries, self.M, dtype=torch.bool, device=like.device),
+            started=torch.zeros(batch, num_queries, dtype=torch.bool, device=like.device),
+        )
+
+    def start_queries(self, state: TrackerState, features: FrameFeatures, coords: torch.Tensor,
+                      starting: torch.Tensor) -> None:
+        """Initialise the queries flagged in ``starting`` (B, N) from this frame at normalised ``coords`` (B, N, 2)."""
+        if not starting.any():
+            return
+        columns = starting.any(0).nonzero(as_tuple=True)[0]
+        sampled = self.sample_query_features(features.fused, coords[:, columns]).to(state.q_init.dtype)
+        chosen = starting[:, columns].unsqueeze(-1)
+        state.q_init[:, columns] = torch.where(chosen, sampled, state.q_init[:, columns])
+        state.started = state.started | starting
+
+    def decode(self, state: TrackerState, features: FrameFeatures, active: torch.Tensor,
+               p_mask: float = 0.0) -> tuple[torch.Tensor, StepOutput]:
+        """Track the queries active in any batch element on this frame.
+
+        Returns the indices of the decoded queries (n of N) and their outputs. Queries inactive in one batch
+        element but active in another are decoded too (their results are discarded by the caller) and are masked
+        out of the query self-attention, so every active query sees exactly the active set, as in the reference.
+        """
+        columns = active.any(0).nonzero(as_tuple=True)[0]
+        sub_active = active[:, columns]
+        batch, num = sub_active.shape
+        dim = self.D
+        q = state.q_init[:, columns]
+        memory = state.memory[:, columns].reshape(batch * num, self.M, dim)
+        memory_mask = state.memory_mask[:, columns].reshape(batch * num, self.M)
+        query_mask = None if bool(sub_active.all()) else ~sub_active
+        current_slot = torch.zeros(batch * num, 1, dtype=torch.bool, device=q.device)
+
+        for i in range(self.decoder_layer_num):
+            q = self.feature_attention[i](q, features.fused, features.fused)
+            q = self.query_attention[i](q, q, q, query_mask)
+            noised = memory_mask
+            if p_mask > 0:
+                noised = memory_mask | (torch.rand(memory_mask.shape, device=q.device) < p_mask)
+            sequence = torch.cat([memory, q.reshape(batch * num, 1, dim)], dim=1)
+            keyed = sequence + self.t_embedding
+            sequence = self.memory_attention[i](keyed, keyed, sequence, torch.cat([noised, current_slot], dim=1))
+            q = sequence[:, -1].reshape(batch, num, dim)
+            memory = sequence[:, :-1]
+        q = self.projection1(q)
+
+        shapes = self.level_shapes()
+        normalised = [F.normalize(tokens, p=2, dim=-1) for tokens in features.pyramid]
+        context = MultiScaleContext(
+            feats=torch.cat(list(features.pyramid), dim=1),
+            shapes=shapes,
+            size_wh=torch.tensor([self.W, self.H], dtype=q.dtype, device=q.device),
+        )
+        c1 = self.multiscale_correlation(q, normalised)
+        reranked = self.reranking_head(q, context, c1)
+        q = self.projection2(reranked.q)
+        c2 = self.multiscale_correlation(q, normalised)
+        p_patch = patch_centres(torch.argmax(c2.detach(), dim=-1), self.Wf, q.dtype)
+        offsets, v_logit, u_logit = self.prediction_head(q, context, p_patch)
+        step = StepOutput(c1, c2, offsets, v_logit, u_logit, p_patch, reranked.u_logit_top_k,
+                          reranked.s_logit_top_k, reranked.p_patch_top_k, q)
+        return columns, step
+
+    @staticmethod
+    def push_memory(state: TrackerState, columns: torch.Tensor, q: torch.Tensor, active: torch.Tensor) -> None:
+        """Append this frame's decoded features of the active queries; other queries get an empty slot."""
+        batch, num_queries = active.shape
+        newest = state.memory.new_zeros(batch, num_queries, 1, state.memory.shape[-1])
+        newest[:, columns, 0] = q.to(newest.dtype)
+        newest = torch.where(active[..., None, None], newest, torch.zeros_like(newest))
+        state.memory = torch.cat([state.memory[:, :, 1:], newest], dim=2)
+        state.memory_mask = torch.cat([state.memory_mask[:, :, 1:], ~active.unsqueeze(-1)], dim=2)
+
+    # -------------------------------------------------------------------------------------------- full forwards
+    def _prepare(self, video: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate inputs; return query times (B, N) and query coordinates normalised to [0, 1] (B, N, 2)."""
+        check_video(video)
+        batch, num_frames, _, height, width = video.shape
+        check_queries(queries, batch, num_frames, height, width)
+        times = queries[..., 0].long()
+        scale = torch.tensor([width, height], dtype=queries.dtype, device=queries.device)
+        return times, queries[..., 1:] / scale
+
+    def _to_input_pixels(self, points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        scale = torch.tensor([width / self.W, height / self.H], dtype=points.dtype, device=points.device)
+        return points * scale
+
+    def forward(self, video: torch.Tensor, queries: torch.Tensor, p_mask: float = 0.1) -> dict[str, torch.Tensor]:
+        """Training forward over a whole clip.
+
+        video (B, T, 3, H_in, W_in) in 0..255; queries (B, N, 3) as (t, x, y) in input pixels. Returns the dict
+        of SPEC 9 (P in input pixels; everything else in model-input pixels); entries of queries that have not
+        started yet are zero.
+        """
+        times, coords = self._prepare(video, queries)
+        batch, num_frames, _, height, width = video.shape
+        num_queries = queries.shape[1]
+        features = self.encode(self.resize_frames(video.flatten(0, 1)))
+        per_frame = [t.unflatten(0, (batch, num_frames)) for t in [*features.pyramid, features.fused]]
+        state = self.init_state(batch, num_queries, per_frame[-1])
+        dtype = video.dtype
+
+        outputs: dict[str, list[torch.Tensor]] = {key: [] for key in _TRAINING_KEYS}
+        for t in range(num_frames):
+            frame = FrameFeatures(FeaturePyramid(*(level[:, t] for level in per_frame[:4])), per_frame[4][:, t])
+            self.start_queries(state, frame, coords, times == t)
+            active = times <= t
+            if not active.any():
+                for key, empty in self._empty_outputs(batch, num_queries, dtype, video.device).items():
+                    outputs[key].append(empty)
+                continue
+            columns, step = self.decode(state, frame, active, p_mask=p_mask)
+            for key, value in _scatter_step(step, columns, active, dtype).items():
+                outputs[key].append(value)
+            self.push_memory(state, columns, step.q, active)
+
+        out = {key: torch.stack(values, dim=1) for key, values in outputs.items()}
+        out["P"] = self._to_input_pixels(out["P_patch"] + out["O"][:, :, -1], height, width)
+        return {key: out[key] for key in ("P", *_TRAINING_KEYS)}
+
+    def _empty_outputs(self, batch: int, num: int, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+        layers = self.prediction_head.layer_num
+        shapes = {
+            "C1": (batch, num, self.P), "C2": (batch, num, self.P), "O": (batch, layers, num, 2),
+            "V_logit": (batch, num), "U_logit": (batch, num), "P_patch": (batch, num, 2),
+            "U_logit_top_k": (batch, num, self.K), "S_logit_top_k": (batch, num, self.K),
+            "P_patch_top_k": (batch, num, self.K, 2),
+        }
+        return {key: torch.zeros(shape, dtype=dtype, device=device) for key, shape in shapes.items()}
+
+    @torch.no_grad()
+    def forward_online(self, video: torch.Tensor, queries: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Frame-by-frame inference (each frame encoded on arrival): P (input pixels), V_logit, U_logit."""
+        times, coords = self._prepare(video, queries)
+        batch, num_frames, _, height, width = video.shape
+        points, v_logits, u_logits = [], [], []
+        state = None
+        for t in range(num_frames):
+            frame = self.encode(self.resize_frames(video[:, t]))
+            if state is None:
+                state = self.init_state(batch, queries.shape[1], frame.fused)
+            p, v, u = self.step(state, frame, coords, times == t, times <= t)
+            points.append(p.to(video.dtype))
+            v_logits.append(v.to(video.dtype))
+            u_logits.append(u.to(video.dtype))
+        p_all = self._to_input_pixels(torch.stack(points, dim=1), height, width)
+        return {"P": p_all, "V_logit": torch.stack(v_logits, dim=1), "U_logit": torch.stack(u_logits, dim=1)}
+
+    def step(self, state: TrackerState, frame: FrameFeatures, coords: torch.Tensor, starting: torch.Tensor,
+             active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One online step: start new queries, track the active ones, update memory.
+
+        Returns points (B, N, 2) in model-input pixels, v_logit and u_logit (B, N); zero where not active.
+        """
+        batch, num = active.shape
+        self.start_queries(state, frame, coords, starting)
+        points = frame.fused.new_zeros(batch, num, 2)
+        v_logit = frame.fused.new_zeros(batch, num)
+        u_logit = frame.fused.new_zeros(batch, num)
+        if not active.any():
+            return points, v_logit, u_logit
+        columns, step = self.decode(state, frame, active)
+        keep = active[:, columns]
+        points[:, columns] = torch.where(keep[..., None], step.points.to(points.dtype), 0.0)
+        v_logit[:, columns] = torch.where(keep, step.v_logit.to(v_logit.dtype), 0.0)
+        u_logit[:, columns] = torch.where(keep, step.u_logit.to(u_logit.dtype), 0.0)
+        self.push_memory(state, columns, step.q, active)
+        return points, v_logit, u_logit
+
+
+_TRAINING_KEYS = ("C1", "C2", "O", "V_logit", "U_logit", "P_patch", "U_logit_top_k", "S_logit_top_k",
+                  "P_patch_top_k")
+
+
+def _scatter_step(step: StepOutput, columns: torch.Tensor, active: torch.Tensor,
+                  dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Place the decoded queries' outputs at their columns among all N queries; inactive entries are zero."""
+    batch, num = active.shape
+    keep = active[:, columns]
+
+    def place(value: torch.Tensor, query_dim: int) -> torch.Tensor:
+        shape = list(value.shape)
+        shape[query_dim] = num
+        full = value.new_zeros(shape, dtype=dtype)
+        index = [slice(None)] * len(shape)
+        index[query_dim] = columns
+        mask_shape = [batch] + [1] * (len(shape) - 1)
+        mask_shape[query_dim] = len(columns)
+        full[tuple(index)] = torch.where(keep.view(mask_shape), value.to(dtype), 0.0)
+        return full
+
+    return {
+        "C1": place(step.c1, 1), "C2": place(step.c2, 1), "O": place(step.offsets, 2),
+        "V_logit": place(step.v_logit, 1), "U_logit": place(step.u_logit, 1), "P_patch": place(step.p_patch, 1),
+        "U_logit_top_k": place(step.u_logit_top_k, 1), "S_logit_top_k": place(step.s_logit_top_k, 1),
+        "P_patch_top_k": place(step.p_patch_top_k, 1),
+    }
