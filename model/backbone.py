@@ -39,8 +39,10 @@ class Backbone(nn.Module):
         self.projections = nn.ModuleList([nn.Sequential(nn.Linear(width, self.D)) for _ in range(4)])
         self.pos_embedding = nn.Parameter(torch.zeros(1, self.D, self.Hf, self.Wf))
         nn.init.trunc_normal_(self.pos_embedding, std=0.02)
-        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("image_mean", mean, persistent=False)
+        self.register_buffer("image_std", std, persistent=False)
 
     def forward(self, frames: torch.Tensor) -> FeaturePyramid:
         """frames: (N, 3, H, W) in [0, 1] at the model input size -> token maps of shape (N, h*w, D)."""

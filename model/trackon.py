@@ -222,7 +222,7 @@ class Track_On2(nn.Module):
         scale = torch.tensor([width, height], dtype=queries.dtype, device=queries.device)
         return times, queries[..., 1:] / scale
 
-    def _to_input_pixels(self, points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    def to_input_pixels(self, points: torch.Tensor, height: int, width: int) -> torch.Tensor:
         scale = torch.tensor([width / self.W, height / self.H], dtype=points.dtype, device=points.device)
         return points * scale
 
@@ -256,7 +256,7 @@ class Track_On2(nn.Module):
             self.push_memory(state, columns, step.q, active)
 
         out = {key: torch.stack(values, dim=1) for key, values in outputs.items()}
-        out["P"] = self._to_input_pixels(out["P_patch"] + out["O"][:, :, -1], height, width)
+        out["P"] = self.to_input_pixels(out["P_patch"] + out["O"][:, :, -1], height, width)
         return {key: out[key] for key in ("P", *_TRAINING_KEYS)}
 
     def _empty_outputs(self, batch: int, num: int, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
@@ -284,7 +284,7 @@ class Track_On2(nn.Module):
             points.append(p.to(video.dtype))
             v_logits.append(v.to(video.dtype))
             u_logits.append(u.to(video.dtype))
-        p_all = self._to_input_pixels(torch.stack(points, dim=1), height, width)
+        p_all = self.to_input_pixels(torch.stack(points, dim=1), height, width)
         return {"P": p_all, "V_logit": torch.stack(v_logits, dim=1), "U_logit": torch.stack(u_logits, dim=1)}
 
     def step(self, state: TrackerState, frame: FrameFeatures, coords: torch.Tensor, starting: torch.Tensor,

@@ -1,0 +1,211 @@
+"""The user-facing tracker: whole videos (``predictor(video, queries)``) or live streams (``forward_frame``).
+
+Example::
+
+    from utils.config import load_config
+    from model.trackon_predictor import Predictor
+
+    predictor = Predictor(load_config("config/test.yaml"), checkpoint_path="trackon2_dinov3_checkpoint.pt")
+    trajectory, visibility = predictor(video, queries)   # video (1, T, 3, H, W) in 0..255, queries (1, N, 3)
+
+    predictor.reset()                                    # streaming: one frame at a time
+    points, visible = predictor.forward_frame(frame, new_queries=torch.tensor([[120.0, 64.0]]))
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from model.checkpoint import load_state_dict_strict, read_checkpoint
+from model.inputs import InputError, check_queries, check_video
+from model.trackon import TrackerState, Track_On2
+from utils.config import config_from_mapping
+
+UNIFORM_GRID_SIZE = 32
+
+
+def get_points_on_a_grid(size: int, extent: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """A size x size grid of (x, y) points over an (H, W) frame, leaving a margin of W/64: (1, size^2, 2).
+
+    Built in float32, as the reference does, so the support queries are bit-identical.
+    """
+    height, width = extent
+    if size == 1:
+        return torch.tensor([[[width / 2, height / 2]]], device=device)
+    margin = width / 64
+    ys = torch.linspace(margin, height - margin, size, device=device)
+    xs = torch.linspace(margin, width - margin, size, device=device)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1).reshape(1, -1, 2)
+
+
+class Predictor(nn.Module):
+    """Track-On2 with a loaded checkpoint, inference-time memory extension and support queries."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace | Mapping[str, Any],
+        checkpoint_path: str | Path | None = None,
+        support_grid_size: int = 20,
+    ):
+        super().__init__()
+        args = config_from_mapping(args)
+        self.model = Track_On2(args)
+        if checkpoint_path is not None:
+            load_state_dict_strict(self.model, read_checkpoint(checkpoint_path), source=str(checkpoint_path))
+        if args.M_i != args.M:
+            self.model.memory_extension(args.M_i)
+        self.model.eval()
+        if support_grid_size < 0:
+            raise ValueError(f"support_grid_size must be >= 0, got {support_grid_size}")
+        self.delta_v = float(args.delta_v)
+        self.support_grid_size = support_grid_size
+        self.reset()
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    @property
+    def _param(self) -> torch.Tensor:
+        return next(self.model.parameters())
+
+    def _as_model_input(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Move to the model's device; integer frames (e.g. uint8) become floats of the model's dtype."""
+        dtype = self._param.dtype if not tensor.is_floating_point() or tensor.dtype != self._param.dtype else None
+        return tensor.to(device=self._param.device, dtype=dtype or tensor.dtype)
+
+    def _support_queries(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """The support grid as (1, S^2, 3) queries at frame 0."""
+        if self.support_grid_size == 0:
+            return torch.zeros(1, 0, 3, device=device)
+        grid = get_points_on_a_grid(self.support_grid_size, (height, width), device)
+        return torch.cat([torch.zeros_like(grid[..., :1]), grid], dim=-1)
+
+    def _visibility(self, v_logit: torch.Tensor, started: torch.Tensor) -> torch.Tensor:
+        return (v_logit.sigmoid() >= self.delta_v) & started
+
+    # ---------------------------------------------------------------------------------------------- whole video
+    @torch.no_grad()
+    def forward(
+        self, video: torch.Tensor, queries: torch.Tensor | None = None, progress: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Track ``queries`` through ``video``, one frame at a time (no frame sees the future).
+
+        video: (1, T, 3, H, W) in 0..255 (float or uint8); queries: (1, N, 3) as (t, x, y) in video pixels, or None
+        for a 32x32 grid on the first frame. Returns trajectory (1, T, N, 2) in video pixels and visibility
+        (1, T, N) bool; before a query's start frame its point is (0, 0) and it is not visible.
+        """
+        if isinstance(video, torch.Tensor) and not video.is_floating_point() and video.dim() == 5:
+            video = video.float()
+        check_video(video)
+        if video.shape[0] != 1:
+            raise InputError(f"Predictor tracks one video at a time: expected batch size 1, got {video.shape[0]}")
+        _, num_frames, _, height, width = video.shape
+        video = self._as_model_input(video)
+        if queries is None:
+            grid = get_points_on_a_grid(UNIFORM_GRID_SIZE, (height, width), video.device)
+            queries = torch.cat([torch.zeros_like(grid[..., :1]), grid], dim=-1)
+        check_queries(queries, 1, num_frames, height, width)
+        num_user = queries.shape[1]
+        queries = torch.cat([queries.to(video.device, video.dtype),
+                             self._support_queries(height, width, video.device).to(video.dtype)], dim=1)
+        times = queries[..., 0].long()
+        coords = queries[..., 1:] / torch.tensor([width, height], dtype=queries.dtype, device=queries.device)
+
+        state = None
+        points, visibility = [], []
+        for t in tqdm(range(num_frames), desc="tracking", unit="frame", disable=not progress):
+            frame = self.model.encode(self.model.resize_frames(video[:, t]))
+            if state is None:
+                state = self.model.init_state(1, queries.shape[1], frame.fused)
+            p, v, _ = self.model.step(state, frame, coords, times == t, times <= t)
+            points.append(p[:, :num_user])
+            visibility.append(self._visibility(v[:, :num_user], (times <= t)[:, :num_user]))
+        trajectory = self.model.to_input_pixels(torch.stack(points, dim=1), height, width)
+        return trajectory.to(video.dtype), torch.stack(visibility, dim=1)
+
+    # ------------------------------------------------------------------------------------------------ streaming
+    def reset(self) -> None:
+        """Forget the stream: the next ``forward_frame`` starts a new video."""
+        self._state: TrackerState | None = None
+        self._coords: torch.Tensor | None = None
+        self._frame_size: tuple[int, int] | None = None
+        self._num_support = 0
+        self.frame_index = 0
+
+    @torch.no_grad()
+    def forward_frame(
+        self, frame: torch.Tensor, new_queries: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Track one new frame of a stream.
+
+        frame: (3, H, W) or (1, 3, H, W) in 0..255; new_queries: (n, 2) or (1, n, 2) as (x, y) on this frame,
+        appended after the queries started earlier. Returns points (N, 2) in frame pixels and visibility (N,)
+        for all user queries started so far, in the order they were given.
+        """
+        frame = self._check_frame(frame)
+        height, width = self._frame_size
+        frame = self._as_model_input(frame)
+        features = self.model.encode(self.model.resize_frames(frame))
+        first_frame = self._state is None
+        if first_frame:
+            self._state = self.model.init_state(1, 0, features.fused)
+            self._coords = features.fused.new_zeros(1, 0, 2)
+            support = self._support_queries(height, width, frame.device)[..., 1:]
+            self._num_support = support.shape[1]
+            self._add_queries(support.to(frame.dtype), width, height)
+        if new_queries is not None:
+            self._add_queries(self._check_new_queries(new_queries).to(frame.dtype), width, height)
+        state = self._state
+        starting = ~state.started
+        active = torch.ones_like(state.started)
+        points, v_logit, _ = self.model.step(state, features, self._coords, starting, active)
+        self.frame_index += 1
+        scale = torch.tensor([width / self.model.W, height / self.model.H], dtype=points.dtype, device=points.device)
+        user = slice(self._num_support, None)
+        return (points[0, user] * scale).to(frame.dtype), self._visibility(v_logit[0, user], state.started[0, user])
+
+    def _check_frame(self, frame: torch.Tensor) -> torch.Tensor:
+        if not isinstance(frame, torch.Tensor):
+            raise InputError(f"frame must be a torch.Tensor, got {type(frame).__name__}")
+        if frame.dim() == 3:
+            frame = frame.unsqueeze(0)
+        if frame.dim() != 4 or frame.shape[:2] != (1, 3):
+            raise InputError(f"frame must have shape (3, H, W) or (1, 3, H, W), got {tuple(frame.shape)}")
+        size = (int(frame.shape[-2]), int(frame.shape[-1]))
+        if self._frame_size is not None and size != self._frame_size:
+            raise InputError(f"frame size changed within a stream: {size} vs {self._frame_size}; call reset() first")
+        self._frame_size = size
+        return frame
+
+    def _check_new_queries(self, new_queries: torch.Tensor) -> torch.Tensor:
+        """(n, 2) or (1, n, 2) points (x, y) inside the frame -> (1, n, 2)."""
+        if not isinstance(new_queries, torch.Tensor):
+            new_queries = torch.as_tensor(new_queries, dtype=torch.float32)
+        if new_queries.dim() == 2:
+            new_queries = new_queries.unsqueeze(0)
+        if new_queries.dim() != 3 or new_queries.shape[0] != 1 or new_queries.shape[-1] != 2:
+            raise InputError(f"new_queries must have shape (n, 2) or (1, n, 2) as (x, y), got "
+                             f"{tuple(new_queries.shape)}")
+        height, width = self._frame_size
+        with_time = torch.cat([torch.zeros_like(new_queries[..., :1]), new_queries], dim=-1)
+        check_queries(with_time.float(), 1, None, height, width)
+        return new_queries.to(self._param.device)
+
+    def _add_queries(self, points: torch.Tensor, width: int, height: int) -> None:
+        """Append (1, n, 2) not-yet-started queries to the stream's state."""
+        state = self._state
+        count = points.shape[1]
+        if count == 0:
+            return
+        fresh = self.model.init_state(1, count, state.q_init)
+        state.q_init = torch.cat([state.q_init, fresh.q_init], dim=1)
+        state.memory = torch.cat([state.memory, fresh.memory], dim=1)
+        state.memory_mask = torch.cat([state.memory_mask, fresh.memory_mask], dim=1)
+        state.started = torch.cat([state.started, fresh.started], dim=1)
+        scale = torch.tensor([width, height], dtype=points.dtype, device=points.device)
+        self._coords = torch.cat([self._coords, (points / scale).to(self._coords.dtype)], dim=1)
