@@ -25,6 +25,7 @@ import torch
 
 from dataset.errors import DatasetFormatError
 from evaluation import memory
+from model.trackon_predictor import Predictor, get_points_on_a_grid
 from utils.config import ConfigError, load_config
 
 SEED = 1234
@@ -45,21 +46,9 @@ class BenchmarkResult:
     peak_memory_kind: str
 
 
-def grid_points(grid_size: int, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """(1, S^2, 2) xy points of an S x S grid covering the frame with a margin of W // 64 pixels (CoTracker's grid)."""
-    if grid_size == 1:
-        return torch.tensor([[[width / 2, height / 2]]], device=device)
-    margin = width // 64
-    steps = torch.arange(grid_size, dtype=torch.float32, device=device) / float(grid_size - 1)
-    ys = margin + steps * (height - 2 * margin)
-    xs = margin + steps * (width - 2 * margin)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([grid_x.reshape(1, -1), grid_y.reshape(1, -1)], dim=-1)
-
-
 def grid_queries(grid_size: int, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """(1, S^2, 3) queries (t=0, x, y) on the grid of ``grid_points``."""
-    points = grid_points(grid_size, height, width, device)
+    """(1, S^2, 3) queries (t=0, x, y) on the predictor's S x S grid (margin W/64)."""
+    points = get_points_on_a_grid(grid_size, (height, width), device)
     return torch.cat([torch.zeros_like(points[..., :1]), points], dim=-1)
 
 
@@ -188,8 +177,6 @@ def report_lines(result: BenchmarkResult) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from model.trackon_predictor import Predictor
-
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(SEED)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch.utils.data import Dataset
 
 from evaluation.evaluator import DATASETS, TAPVID_DATASETS
@@ -22,3 +24,15 @@ def build_dataset(name: str, path: str) -> Dataset:
 
         return DynamicReplicaDataset(path, sample_len=300, only_first_n_samples=1)
     raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+
+
+def video_name(dataset: Dataset, index: int) -> str:
+    """A readable name for video ``index``: the TAP-Vid source entry, the PointOdyssey sequence folder or the
+    Dynamic Replica sequence; the index itself for other datasets."""
+    if hasattr(dataset, "items"):  # TAPVid: (source label, item) pairs
+        return Path(dataset.items[index][0]).name
+    if hasattr(dataset, "sequences"):  # PointOdysseyDataset
+        return Path(dataset.sequences[index]).name
+    if hasattr(dataset, "sample_list"):  # DynamicReplicaDataset
+        return str(dataset.sample_list[index][0]["sequence_name"])
+    return str(index)

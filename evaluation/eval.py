@@ -19,11 +19,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
 from evaluation import distributed
-from evaluation.datasets import build_dataset
-from evaluation.evaluator import DATASETS, TAPVID_QUERY_MODE, evaluate
+from evaluation.datasets import build_dataset, video_name
+from evaluation.evaluator import DATASETS, TAPVID_DATASETS, TAPVID_QUERY_MODE, evaluate
 from evaluation.report import accumulate, final_lines, write_json
 from utils.config import ConfigError, load_config
 
@@ -68,6 +69,10 @@ def fix_random_seeds(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class SetupError(Exception):
+    """A user-facing problem with the config, dataset or checkpoint; reported without a traceback."""
+
+
 def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device: torch.device) -> torch.nn.Module:
     """The reference's evaluation Predictor (20x20 support grid) on ``device``."""
     from model.trackon_predictor import Predictor
@@ -75,21 +80,47 @@ def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device:
     try:
         predictor = Predictor(model_args, checkpoint_path=checkpoint_path, support_grid_size=SUPPORT_GRID_SIZE)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-        raise ValueError(f"cannot load checkpoint {checkpoint_path}: {exc}") from exc
+        raise SetupError(f"cannot load checkpoint {checkpoint_path}: {exc}") from exc
     return predictor.to(device).eval()
 
 
+def prepare(
+    args: argparse.Namespace, device: torch.device
+) -> tuple[argparse.Namespace, Dataset, torch.nn.Module]:
+    """Config (with the DAVIS memory override), dataset and predictor; bad input raises SetupError."""
+    try:
+        model_args = load_config(args.model_config_path)
+        if args.dataset_name == "davis":
+            model_args.M_i = DAVIS_MEMORY_SIZE
+        dataset = build_dataset(args.dataset_name, args.dataset_path)
+    except (ConfigError, DatasetFormatError, FileNotFoundError) as exc:
+        raise SetupError(str(exc)) from exc
+    if len(dataset) == 0:
+        raise SetupError(f"no video found in {args.dataset_path}")
+    return model_args, dataset, load_predictor(model_args, args.model_checkpoint_path, device)
+
+
+def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_size: int) -> dict[str, object]:
+    """Run settings stored next to the numbers in the JSON output."""
+    return {
+        "model_config_path": args.model_config_path,
+        "model_checkpoint_path": args.model_checkpoint_path,
+        "M_i": model_args.M_i,
+        "delta_v": model_args.delta_v,
+        "support_grid_size": SUPPORT_GRID_SIZE,
+        "query_mode": TAPVID_QUERY_MODE if args.dataset_name in TAPVID_DATASETS else None,
+        "world_size": world_size,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
+    """Evaluate (this rank's share of) the dataset; rank 0 prints the final numbers and writes the JSON."""
     device_type = torch.device(args.device).type if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     ctx = distributed.setup(device_type)
     try:
         device = resolve_device(args.device, ctx)
         fix_random_seeds(SEED)
-        model_args = load_config(args.model_config_path)
-        if args.dataset_name == "davis":
-            model_args.M_i = DAVIS_MEMORY_SIZE
-        dataset = build_dataset(args.dataset_name, args.dataset_path)
-        predictor = load_predictor(model_args, args.model_checkpoint_path, device)
+        model_args, dataset, predictor = prepare(args, device)
         num_videos = len(dataset) if args.max_videos is None else min(len(dataset), args.max_videos)
         if ctx.is_main:
             print(
@@ -104,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             distributed.shard(num_videos, ctx),
             device,
             num_workers=args.num_workers,
+            name_of=lambda index: video_name(dataset, index),
             show_progress=not args.no_progress,
         )
         results = distributed.gather(results, ctx)
@@ -111,16 +143,7 @@ def run(args: argparse.Namespace) -> int:
             accumulator = accumulate(results)
             print("\n" + "\n".join(final_lines(args.dataset_name, accumulator.results())), flush=True)
             if args.output_json:
-                extra = {
-                    "model_config_path": args.model_config_path,
-                    "model_checkpoint_path": args.model_checkpoint_path,
-                    "M_i": model_args.M_i,
-                    "delta_v": model_args.delta_v,
-                    "support_grid_size": SUPPORT_GRID_SIZE,
-                    "query_mode": TAPVID_QUERY_MODE if args.dataset_name in ("davis", "kinetics", "robotap") else None,
-                    "world_size": ctx.world_size,
-                }
-                write_json(args.output_json, args.dataset_name, accumulator, extra)
+                write_json(args.output_json, args.dataset_name, accumulator, run_info(args, model_args, ctx.world_size))
                 print(f"Wrote {args.output_json}", flush=True)
     finally:
         distributed.teardown(ctx)
@@ -131,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (ConfigError, DatasetFormatError, ValueError, FileNotFoundError) as exc:
+    except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

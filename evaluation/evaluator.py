@@ -8,11 +8,15 @@ visibility (1, T, N) bool -- the interface of ``model.trackon_predictor.Predicto
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
+
+from dataset.file_io import image_size, read_rgb
+from dataset.image_ops import resize_bilinear
 
 from utils.eval_utils import (
     compute_dynamic_replica_metrics,
@@ -27,6 +31,8 @@ TAPVID_DATASETS = ("davis", "kinetics", "robotap")
 DATASETS = TAPVID_DATASETS + ("point_odyssey", "dynamic_replica")
 # Query sampling of every TAP-Vid reader in the reference: the first visible point of each track.
 TAPVID_QUERY_MODE = "first"
+# The reference evaluates PointOdyssey on frames resized to (H, W) = (384, 512).
+POINT_ODYSSEY_SIZE = (384, 512)
 
 
 @dataclass(frozen=True)
@@ -71,14 +77,37 @@ def point_odyssey_queries(gt_tracks: torch.Tensor, gt_visible: torch.Tensor) -> 
     return torch.cat([first[:, None].float(), points], dim=1)[None]
 
 
+def load_point_odyssey_video(rgb_paths: Sequence[str]) -> torch.Tensor:
+    """(1, T, 3, 384, 512) float video of PointOdyssey frames, resized bilinearly as the reference does."""
+    height, width = POINT_ODYSSEY_SIZE
+    frames = [resize_bilinear(read_rgb(path).astype(np.float32), height, width) for path in rgb_paths]
+    video = np.clip(np.round(np.stack(frames)), 0, 255)  # the reference resizes uint8 frames to uint8
+    return torch.from_numpy(video).permute(0, 3, 1, 2).float()[None]
+
+
 def evaluate_point_odyssey_video(predictor: PredictorFn, batch: Mapping[str, Any], device: torch.device) -> dict[str, float]:
-    """PointOdyssey item: a mapping with video (1,T,3,H,W), trajs (1,T,N,2) xy, visibs and valids (1,T,N)."""
-    video, gt_tracks = batch["video"], batch["trajs"].float()
+    """PointOdyssey item: a mapping with rgb_paths (T paths), trajs (1,T,N,2) xy pixels of the original frames,
+    visibs and valids (1,T,N). Frames are resized to 384x512 and the tracks scaled to match."""
+    rgb_paths = batch["rgb_paths"]
+    original_height, original_width = image_size(rgb_paths[0])
+    height, width = POINT_ODYSSEY_SIZE
+    scale = torch.tensor([width / original_width, height / original_height], dtype=torch.float32)
+    gt_tracks = batch["trajs"].float() * scale
     gt_visible, valids = batch["visibs"].float(), batch["valids"].float()
     queries = point_odyssey_queries(gt_tracks, gt_visible)
-    pred_tracks, _ = predictor(video.to(device), queries.to(device))
-    height, width = video.shape[-2:]
+    pred_tracks, _ = predictor(load_point_odyssey_video(rgb_paths).to(device), queries.to(device))
     return compute_point_odyssey_metrics(pred_tracks.cpu(), gt_tracks, gt_visible, valids, height, width)
+
+
+def add_batch_dim(item: Any) -> Any:
+    """Collate one dataset item into a batch of one: tensors gain a leading axis, everything else is kept."""
+    if isinstance(item, torch.Tensor):
+        return item[None]
+    if isinstance(item, Mapping):
+        return {key: add_batch_dim(value) for key, value in item.items()}
+    if isinstance(item, tuple):
+        return tuple(add_batch_dim(value) for value in item)
+    return item
 
 
 VIDEO_EVALUATORS: dict[str, Callable[[PredictorFn, Any, torch.device], dict[str, float]]] = {
@@ -86,12 +115,6 @@ VIDEO_EVALUATORS: dict[str, Callable[[PredictorFn, Any, torch.device], dict[str,
     "dynamic_replica": evaluate_dynamic_replica_video,
     "point_odyssey": evaluate_point_odyssey_video,
 }
-
-
-def video_name(dataset: Dataset, index: int) -> str:
-    """A dataset's own name for a video (``video_names`` attribute) or its index."""
-    names = getattr(dataset, "video_names", None)
-    return str(names[index]) if names is not None and index < len(names) else str(index)
 
 
 def format_video_line(dataset_name: str, result: VideoResult, total: int) -> str:
@@ -118,18 +141,22 @@ def evaluate(
     indices: Iterable[int],
     device: torch.device,
     num_workers: int = 0,
+    name_of: Callable[[int], str] = str,
     print_each: bool = True,
     show_progress: bool = True,
 ) -> list[VideoResult]:
-    """Evaluate ``predictor`` on ``dataset[i]`` for every i in ``indices`` (one video at a time)."""
+    """Evaluate ``predictor`` on ``dataset[i]`` for every i in ``indices`` (one video at a time); ``name_of``
+    gives a video's name from its index."""
     if dataset_name not in VIDEO_EVALUATORS:
         raise ValueError(f"Unknown dataset {dataset_name!r}; expected one of {', '.join(DATASETS)}")
     evaluate_video = VIDEO_EVALUATORS[dataset_name]
     indices = list(indices)
-    loader = DataLoader(Subset(dataset, indices), batch_size=1, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(
+        Subset(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=add_batch_dim
+    )
     results = []
     for index, batch in zip(indices, tqdm(loader, desc=dataset_name, disable=not show_progress, dynamic_ncols=True)):
-        result = VideoResult(index, video_name(dataset, index), evaluate_video(predictor, batch, device))
+        result = VideoResult(index, name_of(index), evaluate_video(predictor, batch, device))
         if print_each:
             tqdm.write(format_video_line(dataset_name, result, len(dataset)))
         results.append(result)
