@@ -1,0 +1,52 @@
+"""Shared fixtures: the reference's golden outputs and a model loaded with the golden weights in float64."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict:
+    return torch.load(FIXTURES / "golden_v2_small.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def golden_config(golden):
+    from utils.config import config_from_mapping
+
+    return config_from_mapping({**golden["config"], "backbone_config": golden["backbone_config"]})
+
+
+@pytest.fixture(scope="session")
+def golden_model(golden, golden_config):
+    from model.checkpoint import load_state_dict_strict
+    from model.trackon import Track_On2
+
+    model = Track_On2(golden_config).double().eval()
+    load_state_dict_strict(model, golden["state_dict"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def golden_checkpoint(golden, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "golden.pt"
+    torch.save({"state_dict": golden["state_dict"]}, path)
+    return path
+
+
+@pytest.fixture()
+def float64_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
