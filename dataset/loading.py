@@ -4,7 +4,8 @@ Randomness model: a dataset item draws one 63-bit seed from torch's RNG (``item_
 sampling and augmentation with a numpy ``Generator`` built from it. In the main process torch's RNG follows
 ``torch.manual_seed``; in a DataLoader worker it is seeded by PyTorch with ``base_seed + worker_id``, where
 ``base_seed`` comes from the loader's ``generator``. So a loader built with ``make_dataloader(..., seed=s)`` yields
-the same batches for the same ``s`` and epoch, whatever the number of workers, and different epochs differ.
+the same batches for the same ``s``, number of workers and epoch, and different epochs differ (with
+``num_workers=0`` the items follow the global ``torch.manual_seed`` instead).
 """
 
 from __future__ import annotations
