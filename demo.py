@@ -1,0 +1,147 @@
+"""Track points through a video with Track-On2 and save the tracks and an overlay video.
+
+    python demo.py --video media/sample.mp4                         # released DINOv3 model, 16x16 grid
+    python demo.py --video clip.mp4 --config config/test_dinov2.yaml --queries_json points.json
+
+Frames are streamed through the tracker one at a time (online: no frame sees the future), so memory does not
+grow with the video's length. Results: <output_dir>/tracks.npz and tracks.json (trajectories in video pixels,
+visibility) and overlay.mp4. If the video turns out to be corrupt part-way, the frames tracked so far are saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from model.checkpoint import CheckpointError, download_released_checkpoint
+from model.inputs import InputError
+from model.trackon_predictor import Predictor, get_points_on_a_grid
+from model.vit import BackboneUnavailableError, vit_family
+from utils.config import ConfigError, load_config
+from utils.video_io import VideoReadError, iter_video_frames, video_fps, write_video
+from utils.visualize import draw_frame, point_colours
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser("Track-On2 demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--video", default="media/sample.mp4", help="input video (any format ffmpeg reads)")
+    parser.add_argument("--config", default="config/test.yaml", help="model config (YAML)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint file, or 'dinov2' / 'dinov3' for the released weights from the hub "
+                             "(default: the released weights matching the config's vit_backbone)")
+    parser.add_argument("--grid_size", type=int, default=16, help="track a grid_size^2 grid from frame 0")
+    parser.add_argument("--queries_json", default=None,
+                        help="JSON list of [t, x, y] query points (video pixels) instead of the grid")
+    parser.add_argument("--support_grid_size", type=int, default=20)
+    parser.add_argument("--max_frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--output_dir", default="outputs/demo")
+    parser.add_argument("--no_video", action="store_true", help="do not write the overlay video")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    return parser.parse_args(argv)
+
+
+def load_queries(path: str | None, grid_size: int, height: int, width: int) -> np.ndarray:
+    """(N, 3) queries (t, x, y): from a JSON file, or a grid on the first frame."""
+    if path is None:
+        grid = get_points_on_a_grid(grid_size, (height, width))[0].numpy()
+        return np.concatenate([np.zeros((len(grid), 1), np.float32), grid], axis=1)
+    try:
+        queries = np.asarray(json.loads(Path(path).read_text()), dtype=np.float32)
+    except (OSError, ValueError) as err:
+        raise InputError(f"could not read queries from {path}: {err}") from err
+    if queries.ndim != 2 or queries.shape[1] != 3 or len(queries) == 0:
+        raise InputError(f"{path} must hold a non-empty list of [t, x, y] triples, got shape {queries.shape}")
+    return queries
+
+
+def resolve_checkpoint(name: str | None, vit_backbone: str) -> Path:
+    if name is None or name in ("dinov2", "dinov3"):
+        return download_released_checkpoint(name or vit_family(vit_backbone))
+    return Path(name)
+
+
+def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:
+    """Stream the video through the predictor; returns tracks (T, N, 2) and visibility (T, N) in query order."""
+    frames = iter_video_frames(args.video)
+    first = next(frames)
+    height, width = first.shape[:2]
+    queries = load_queries(args.queries_json, args.grid_size, height, width)
+    order = np.argsort(queries[:, 0], kind="stable")
+    colours = point_colours(len(queries))
+    fps = video_fps(args.video)
+    overlay = [] if not args.no_video else None
+    recent: deque = deque(maxlen=8)
+    tracks, visibility = [], []
+    predictor.reset()
+    device = torch.device(args.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
+
+    def all_frames():
+        yield first
+        yield from frames
+
+    try:
+        for t, frame in enumerate(tqdm(all_frames(), desc="tracking", unit="frame")):
+            if args.max_frames is not None and t >= args.max_frames:
+                break
+            starting = order[queries[order, 0] == t]
+            new = torch.from_numpy(queries[starting, 1:]) if len(starting) else None
+            with autocast:
+                points, visible = predictor.forward_frame(torch.from_numpy(frame).permute(2, 0, 1), new)
+            step_tracks = np.zeros((len(queries), 2), np.float32)
+            step_visible = np.zeros(len(queries), bool)
+            started = order[: points.shape[0]]
+            step_tracks[started] = points.float().cpu().numpy()
+            step_visible[started] = visible.cpu().numpy()
+            tracks.append(step_tracks)
+            visibility.append(step_visible)
+            if overlay is not None:
+                recent.append((step_tracks, step_visible))
+                overlay.append(draw_frame(frame, np.stack([r[0] for r in recent]), np.stack([r[1] for r in recent]),
+                                          colours))
+    except VideoReadError as err:
+        print(f"warning: {err}; saving the {len(tracks)} frame(s) tracked so far", file=sys.stderr)
+    if not tracks:
+        raise InputError(f"{args.video}: no frame could be tracked (check --max_frames)")
+    result = {"queries": queries, "tracks": np.stack(tracks), "visibility": np.stack(visibility)}
+    if overlay is not None:
+        write_video(output_dir / "overlay.mp4", overlay, fps=fps)
+    return result
+
+
+def save_results(result: dict[str, np.ndarray], output_dir: Path) -> None:
+    np.savez_compressed(output_dir / "tracks.npz", **result)
+    as_lists = {key: value.tolist() for key, value in result.items()}
+    (output_dir / "tracks.json").write_text(json.dumps(as_lists))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config = load_config(args.config)
+        checkpoint = resolve_checkpoint(args.checkpoint, config.vit_backbone)
+        predictor = Predictor(config, checkpoint_path=checkpoint, support_grid_size=args.support_grid_size)
+        predictor.to(args.device)
+        result = track(args, predictor, output_dir)
+    except (ConfigError, CheckpointError, BackboneUnavailableError, VideoReadError, InputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    save_results(result, output_dir)
+    frames, points = result["visibility"].shape
+    print(f"tracked {points} points through {frames} frames; results in {output_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
