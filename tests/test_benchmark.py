@@ -1,0 +1,69 @@
+"""``evaluation.benchmark`` with the tiny random-weight model on random clips (CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+
+from evaluation import memory
+from evaluation.benchmark import benchmark, grid_queries, main, random_clips
+from model.trackon_predictor import Predictor
+from tests.tiny_model import tiny_config
+
+
+def test_grid_queries_start_at_frame_zero_inside_the_frame() -> None:
+    queries = grid_queries(4, 48, 64, torch.device("cpu"))
+    assert queries.shape == (1, 16, 3)
+    assert (queries[..., 0] == 0).all()
+    assert (queries[..., 1] > 0).all() and (queries[..., 1] < 64).all()
+    assert (queries[..., 2] > 0).all() and (queries[..., 2] < 48).all()
+
+
+def test_random_clips_are_seeded() -> None:
+    first = list(random_clips(2, 3, 8, 10, seed=1))
+    again = list(random_clips(2, 3, 8, 10, seed=1))
+    assert first[0].shape == (1, 3, 3, 8, 10) and torch.equal(first[1], again[1])
+    assert 0 <= first[0].min() and first[0].max() <= 255
+
+
+def test_peak_rss_is_at_least_current_rss() -> None:
+    memory.reset_peak_rss()
+    current = memory.current_rss_bytes()
+    assert current is None or memory.peak_rss_bytes() >= current > 0
+
+
+def test_benchmark_counts_only_timed_clips() -> None:
+    predictor = Predictor(tiny_config(), support_grid_size=0)
+    clips = random_clips(3, 4, 64, 64, seed=0)
+    result = benchmark(predictor, clips, grid_size=3, memory_size=6, device=torch.device("cpu"), warmup=1)
+    assert result.num_queries == 9 and result.timed_clips == 2 and result.timed_frames == 8
+    assert result.model_fps > 0 and result.end_to_end_fps > 0
+    assert result.end_to_end_fps <= result.model_fps * 1.05  # end to end includes the model call
+    assert result.peak_memory_bytes > 0 and result.peak_memory_kind.startswith("process_peak_rss")
+
+
+def test_command_line_writes_json(tmp_path, capsys) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(vars(tiny_config())))
+    output = tmp_path / "bench.json"
+    argv = ["--config_path", str(config), "--N_sqrt", "2", "--memory_size", "8", "--num_clips", "2",
+            "--warmup", "1", "--num_frames", "3", "--height", "48", "--width", "64", "--device", "cpu",
+            "--output_json", str(output)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Memory size: 8, N: 4" in printed and "[Speed] Model-only FPS:" in printed
+    result = json.loads(output.read_text())
+    assert result["memory_size"] == 8 and result["timed_frames"] == 3 and math.isfinite(result["model_fps"])
+
+
+def test_command_line_rejects_bad_arguments(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--config_path", "/nonexistent.yaml"])
+    assert "--config_path: file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--num_clips", "2", "--warmup", "2"])
+    assert "--warmup" in capsys.readouterr().err
