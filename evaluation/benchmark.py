@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
+from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
 from evaluation import memory
+from evaluation.datasets import build_dataset
 from model.trackon_predictor import Predictor, get_points_on_a_grid
 from utils.config import ConfigError, load_config
 
@@ -59,11 +61,8 @@ def random_clips(count: int, num_frames: int, height: int, width: int, seed: int
         yield torch.randint(0, 256, (1, num_frames, 3, height, width), generator=generator).float()
 
 
-def davis_clips(path: str, count: int) -> Iterator[torch.Tensor]:
-    """The first ``count`` TAP-Vid DAVIS videos as (1, T, 3, 256, 256) float in [0, 255]."""
-    from evaluation.datasets import build_dataset
-
-    dataset = build_dataset("davis", path)
+def dataset_clips(dataset: Dataset, count: int) -> Iterator[torch.Tensor]:
+    """The first ``count`` videos of a TAP-Vid dataset as (1, T, 3, 256, 256) float in [0, 255]."""
     for index in range(min(count, len(dataset))):
         yield dataset[index][0].float()[None]
 
@@ -175,28 +174,36 @@ def report_lines(result: BenchmarkResult) -> list[str]:
     ]
 
 
+def build_predictor(args: argparse.Namespace, device: torch.device) -> Predictor:
+    """The predictor without support grid, inference memory ``--memory_size``; bad input raises ValueError."""
+    try:
+        model_args = load_config(args.config_path)
+        model_args.M_i = args.memory_size
+        predictor = Predictor(model_args, checkpoint_path=args.model_checkpoint_path, support_grid_size=0)
+    except (ConfigError, RuntimeError) as exc:  # checkpoint and backbone loading errors are RuntimeErrors
+        raise ValueError(f"cannot build the predictor: {exc}") from exc
+    return predictor.to(device).eval()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(SEED)
+    print("=== Benchmarking Track-On2 ===")
+    print(f"Memory size: {args.memory_size}, N: {args.N_sqrt**2}", flush=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.set_float32_matmul_precision("high")
     try:
-        model_args = load_config(args.config_path)
-        model_args.M_i = args.memory_size
-        print("=== Benchmarking Track-On2 ===")
-        print(f"Memory size: {model_args.M_i}, N: {args.N_sqrt**2}", flush=True)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = False
-            torch.set_float32_matmul_precision("high")
-        predictor = Predictor(model_args, checkpoint_path=args.model_checkpoint_path, support_grid_size=0)
-        predictor = predictor.to(device).eval()
+        predictor = build_predictor(args, device)
         if args.davis_path:
-            clips = davis_clips(args.davis_path, args.num_clips)
+            clips = dataset_clips(build_dataset("davis", args.davis_path), args.num_clips)
         else:
             clips = random_clips(args.num_clips, args.num_frames, args.height, args.width, SEED)
-        result = benchmark(predictor, clips, args.N_sqrt, args.memory_size, device, warmup=args.warmup)
-    except (ConfigError, DatasetFormatError) as exc:
+    except (ValueError, DatasetFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    result = benchmark(predictor, clips, args.N_sqrt, args.memory_size, device, warmup=args.warmup)
     print("\n".join(report_lines(result)), flush=True)
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(asdict(result), indent=2) + "\n")

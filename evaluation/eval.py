@@ -80,7 +80,7 @@ def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device:
     try:
         predictor = Predictor(model_args, checkpoint_path=checkpoint_path, support_grid_size=SUPPORT_GRID_SIZE)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
-        raise SetupError(f"cannot load checkpoint {checkpoint_path}: {exc}") from exc
+        raise SetupError(f"cannot build the predictor with checkpoint {checkpoint_path}: {exc}") from exc
     return predictor.to(device).eval()
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from dataset.synthetic import write_tapvid_davis
 from evaluation import memory
 from evaluation.benchmark import benchmark, grid_queries, main, random_clips
 from model.trackon_predictor import Predictor
@@ -67,3 +68,16 @@ def test_command_line_rejects_bad_arguments(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--num_clips", "2", "--warmup", "2"])
     assert "--warmup" in capsys.readouterr().err
+
+
+def test_command_line_on_davis_file(tmp_path, capsys) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(vars(tiny_config())))
+    davis = write_tapvid_davis(tmp_path / "davis.pkl", 2, seed=0, num_frames=3, height=32, width=32, num_points=4)
+    argv = ["--config_path", str(config), "--davis_path", str(davis), "--N_sqrt", "2", "--num_clips", "2",
+            "--warmup", "1", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    assert "1 timed clips / 3 frames" in capsys.readouterr().out
+    davis.write_bytes(b"garbage")
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("error: ")
