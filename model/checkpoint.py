@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from utils.errors import one_line
+
 HUB_REPO = "gorkaydemir/track_on2"
 HUB_FILES = {"dinov2": "trackon2_dinov2_checkpoint.pt", "dinov3": "trackon2_dinov3_checkpoint.pt"}
 NESTED_KEYS = ("state_dict", "model", "model_state", "ema_state_dict")
@@ -123,6 +125,6 @@ def download_released_checkpoint(family: str) -> Path:
         return Path(hf_hub_download(HUB_REPO, HUB_FILES[family]))
     except Exception as err:
         raise CheckpointError(
-            f"could not fetch {HUB_FILES[family]} from the hub repository {HUB_REPO} ({type(err).__name__}: {err}). "
+            f"could not fetch {HUB_FILES[family]} from the hub repository {HUB_REPO} ({one_line(err)}). "
             "Download it by hand and pass its path instead."
         ) from err

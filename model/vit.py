@@ -12,6 +12,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from utils.errors import one_line
+
 HUB_NAMES = {
     "dinov2_s": "facebook/dinov2-small",
     "dinov2_b": "facebook/dinov2-base",
@@ -52,7 +54,7 @@ def build_vit(vit_backbone: str, backbone_config: Mapping[str, Any] | None = Non
                 "dinov3" in name) else ""
             raise BackboneUnavailableError(
                 f"could not load the pretrained ViT {name!r} from the Hugging Face hub or the local cache "
-                f"({type(err).__name__}: {err}).{gated} Offline, run once with network access to fill the cache "
+                f"({one_line(err)}).{gated} Offline, run once with network access to fill the cache "
                 "and set HF_HUB_OFFLINE=1, or give `backbone_config` in the YAML to build a randomly initialised "
                 "ViT (for tests)."
             ) from err
