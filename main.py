@@ -1,0 +1,120 @@
+"""Train Track-On2 on MOVi-F, evaluating on TAP-Vid DAVIS after every epoch.
+
+    torchrun --nproc_per_node=G main.py --config_path config/train.yaml --movi_f_root DIR \
+        --tapvid_root tapvid_davis.pkl --model_save_path DIR [--checkpoint_path FILE]
+
+also as a single process with ``python main.py ...``. Every config key can be overridden on the command line
+(``--epoch_num 2 --iters_per_epoch 10 --num_workers 0 ...``). A run resumes from ``--checkpoint_path`` or, without
+it, from ``<model_save_path>/checkpoint.pt`` when that exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from utils.config import SCHEMA, ConfigError, load_config
+
+EXIT_SETUP_ERROR = 2
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "null") else int(text)
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _override_kind(key: str) -> dict[str, Any]:
+    """argparse settings for overriding config ``key`` from the command line."""
+    kind = SCHEMA[key].kind
+    if key == "input_size":
+        return {"type": int, "nargs": 2, "metavar": ("H", "W")}
+    if kind is bool:
+        return {"type": _bool, "metavar": "BOOL"}
+    if kind is int:
+        return {"type": int}
+    if kind == (int, type(None)):
+        return {"type": _optional_int}
+    if kind == (int, float):
+        return {"type": _number}
+    if kind in (str, (str, type(None))):
+        return {"type": str}
+    return {}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict[str, Any]]:
+    parser = argparse.ArgumentParser(description="Training for Track-On2")
+    parser.add_argument("--config_path", required=True, help="training config YAML (e.g. config/train.yaml)")
+    parser.add_argument("--max_epochs_per_run", type=int, default=None,
+                        help="stop (after saving) once this many epochs ran in this process; rerun to resume")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default=None,
+                        help="default: cuda when available, else cpu")
+    overrides = parser.add_argument_group("config overrides (any key of the config)")
+    for key in SCHEMA:
+        settings = _override_kind(key)
+        if settings:
+            overrides.add_argument(f"--{key}", dest=f"cfg_{key}", default=None, **settings)
+    args = parser.parse_args(argv)
+    values = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_") and value is not None}
+    return args, values
+
+
+def check_paths(config: argparse.Namespace) -> None:
+    """Fail early, with one line, on a missing dataset or output path."""
+    if config.movi_f_root is None:
+        raise ConfigError("movi_f_root is not set (give --movi_f_root DIR)")
+    if not Path(config.movi_f_root).is_dir():
+        raise ConfigError(f"--movi_f_root: folder not found: {config.movi_f_root}")
+    if config.tapvid_root is None:
+        raise ConfigError("tapvid_root is not set (give --tapvid_root FILE)")
+    if not Path(config.tapvid_root).exists():
+        raise ConfigError(f"--tapvid_root: not found: {config.tapvid_root}")
+    if config.model_save_path is None:
+        raise ConfigError("model_save_path is not set (give --model_save_path DIR)")
+    if config.checkpoint_path is not None and not Path(config.checkpoint_path).is_file():
+        raise ConfigError(f"--checkpoint_path: file not found: {config.checkpoint_path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cli, overrides = parse_args(argv)
+    try:
+        config = load_config(cli.config_path, **overrides)
+        check_paths(config)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_SETUP_ERROR
+
+    from dataset.errors import DatasetFormatError
+    from model.checkpoint import CheckpointError
+    from training.trainer import run
+
+    try:
+        run(config, max_epochs_per_run=cli.max_epochs_per_run, device=cli.device)
+    except (DatasetFormatError, CheckpointError, ConfigError, pickle.UnpicklingError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return EXIT_SETUP_ERROR
+    except ValueError as err:  # setup problems raised before training (e.g. an unusable eval set)
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return EXIT_SETUP_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The training job: data, model, optimiser, per-iteration steps, per-epoch evaluation and checkpoints.
+
+Recipe (the reference's): AdamW (lr, wd from the config) over the trainable parameters (the ViT is frozen), 1% linear
+warm-up then cosine decay per iteration, gradient-norm clipping at 1.0, fp16 autocast with a GradScaler on CUDA when
+``amp``, random memory masking p_mask = 0.1, queries from the ground truth (training.queries). After each epoch rank
+0 evaluates on TAP-Vid and writes ``checkpoint.pt`` and the best checkpoints by AJ, OA and delta_avg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import itertools
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dataset.loading import make_dataloader
+from dataset.movi_f import Movi_F_Large
+from model.loss import Loss_Function
+from model.trackon import Track_On2
+from training import checkpointing
+from training.distributed import (DistInfo, barrier, cleanup, epoch_seed, fix_random_seeds, init_distributed,
+                                  silence_non_main)
+from training.logging import LOSS_NAMES, TrainingLogger
+from training.queries import sample_queries
+from training.schedule import build_scheduler
+
+P_MASK = 0.1
+CLIP_NORM = 1.0
+
+
+@dataclass
+class StepResult:
+    loss: float
+    terms: dict[str, float]
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainState:
+    """Everything one optimisation step needs."""
+
+    model: nn.Module  # possibly DDP-wrapped
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    loss_fn: nn.Module
+    device: torch.device
+    amp: bool
+    iteration: int = 0
+    p_mask: float = P_MASK
+    extra: dict = field(default_factory=dict)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters only (the frozen ViT is left out)."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=args.wd)
+
+
+def prepare_batch(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(video, tracks, visibility) on ``device``, with the track padding cut to the batch's smallest
+    ``got_k_points`` (as the reference)."""
+    video, tracks, visibility, k_points = batch
+    k_points = torch.as_tensor(k_points)
+    min_k = int(k_points.min())
+    video = video.to(device, non_blocking=True)
+    tracks = tracks[:, :, :min_k].to(device, non_blocking=True)
+    visibility = visibility[:, :, :min_k].to(device, non_blocking=True)
+    return video, tracks, visibility
+
+
+def scale_tracks(tracks: torch.Tensor, video: torch.Tensor, input_size: list[int]) -> torch.Tensor:
+    """Ground truth in model-input pixels (a no-op when the crop already is ``input_size``, as for MOVi-F)."""
+    height_in, width_in = video.shape[-2:]
+    height, width = input_size
+    scale = torch.tensor([width / width_in, height / height_in], dtype=tracks.dtype, device=tracks.device)
+    return tracks * scale
+
+
+def train_step(state: TrainState, video: torch.Tensor, tracks: torch.Tensor, visibility: torch.Tensor,
+               input_size: list[int]) -> StepResult:
+    """One optimisation step on a batch: forward, the seven losses, backward, clip, step, scheduler step."""
+    start = time.perf_counter()
+    model = state.model
+    model.train()
+    gt_tracks = scale_tracks(tracks, video, input_size)
+    queries = sample_queries(tracks, visibility)  # (B, N, 3) in video pixels
+    query_times = queries[..., 0].long()
+    with torch.autocast(device_type=state.device.type, dtype=torch.float16, enabled=state.amp):
+        out = model(video, queries, p_mask=state.p_mask)
+        terms = state.loss_fn(out, gt_tracks, visibility, query_times)
+    loss = sum(terms)
+    if state.scaler is not None:
+        state.scaler.scale(loss).backward()
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+    else:
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+        state.optimizer.step()
+    lr = state.optimizer.param_groups[0]["lr"]
+    state.scheduler.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.iteration += 1
+    values = torch.stack([t.detach().float() for t in terms]).cpu().tolist()  # one device sync per step
+    if state.device.type == "cuda":
+        torch.cuda.synchronize(state.device)
+    return StepResult(sum(values), dict(zip(LOSS_NAMES, values)), lr, time.perf_counter() - start)
+
+
+def epoch_batches(loader, iters: int) -> Iterator:
+    """``iters`` batches from ``loader``, starting over when it runs out (when ``iters_per_epoch`` > its length)."""
+    return itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), iters)
+
+
+def train_one_epoch(state: TrainState, loader, iters: int, epoch: int, args: argparse.Namespace,
+                    logger: TrainingLogger, show_progress: bool) -> float:
+    """Run ``iters`` steps; returns the mean total loss (this rank)."""
+    bar = tqdm(epoch_batches(loader, iters), total=iters, disable=not show_progress, file=sys.stdout,
+               desc=f"epoch {epoch}", dynamic_ncols=True)
+    total = 0.0
+    for batch in bar:
+        video, tracks, visibility = prepare_batch(batch, state.device)
+        step = train_step(state, video, tracks, visibility, args.input_size)
+        logger.log_iteration(state.iteration - 1, epoch, step.terms, step.lr, step.seconds)
+        bar.set_description(f"epoch {epoch} | loss {step.loss:.5f}")
+        bar.set_postfix(lr=f"{step.lr:.2e}", s_per_it=f"{step.seconds:.2f}")
+        total += step.loss
+    bar.close()
+    return total / max(iters, 1)
+
+
+def build_train_loader(args: argparse.Namespace, info: DistInfo):
+    dataset = Movi_F_Large(args)
+    return make_dataloader(dataset, batch_size=args.bs, num_workers=args.num_workers, seed=args.seed, shuffle=True,
+                           drop_last=True, rank=info.rank, world_size=info.world_size,
+                           pin_memory=info.device.type == "cuda")
+
+
+def set_loader_epoch(loader, args: argparse.Namespace, epoch: int) -> None:
+    """Make an epoch's data order independent of earlier epochs (so a resumed run sees the same data)."""
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    elif getattr(loader.sampler, "generator", None) is not None:
+        loader.sampler.generator.manual_seed(args.seed + epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(args.seed + epoch)
+
+
+def run(args: argparse.Namespace, max_epochs_per_run: int | None = None, device: str | None = None) -> dict:
+    """The whole training job (every rank calls it). Returns a summary (best scores, last epoch and iteration)."""
+    info = init_distributed(device)
+    restore_print = silence_non_main(info)
+    try:
+        return _run(args, info, max_epochs_per_run)
+    finally:
+        restore_print()
+        cleanup(info)
+
+
+def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | None) -> dict:
+    fix_random_seeds(args.seed + info.rank)
+    start_time = time.time()
+    save_dir = Path(args.model_save_path)
+    if info.is_main:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    print(f"World size: {info.world_size}, device: {info.device}")
+
+    # === Data ===
+    loader = build_train_loader(args, info)
+    if len(loader) == 0:
+        raise ValueError(f"{args.movi_f_root}: fewer samples than processes x batch size ({info.world_size} x {args.bs})")
+    iters = args.iters_per_epoch if args.iters_per_epoch is not None else len(loader)
+    print(f"Total number of iterations: {iters * args.epoch_num / 1000:.3f}K ({iters} per epoch)")
+    evaluator = None
+    if info.is_main:
+        from training.validation import TrainingEvaluator, load_eval_dataset
+
+        eval_dataset = load_eval_dataset(args)
+
+    # === Model & optimisation ===
+    model = Track_On2(args).to(info.device)
+    optimizer = build_optimizer(model, args)
+    scheduler = build_scheduler(optimizer, iters, args.epoch_num)
+    amp = bool(args.amp) and info.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    total, trainable = count_parameters(model)
+    print(f"Number of parameters: {total / 10**6:.2f}M")
+    print(f"Number of learnable parameters: {trainable / 10**6:.2f}M")
+
+    run_vars = {"epoch": 0, "iteration": 0, "best": checkpointing.initial_best()}
+    resume = checkpointing.resume_path(args.checkpoint_path, args.model_save_path)
+    if resume is not None:
+        run_vars = checkpointing.restore(resume, model, optimizer, scheduler, scaler)
+        print(f"Resumed from {resume}: epoch {run_vars['epoch']}, iteration {run_vars['iteration']}")
+    best = run_vars["best"]
+
+    if info.distributed:
+        ddp_kwargs = {"device_ids": [info.device.index]} if info.device.type == "cuda" else {}
+        model_for_training = DistributedDataParallel(model, find_unused_parameters=False, **ddp_kwargs)
+    else:
+        model_for_training = model
+    state = TrainState(model_for_training, optimizer, scheduler, scaler, Loss_Function(args), info.device, amp,
+                       iteration=run_vars["iteration"])
+    if info.is_main:
+        evaluator = TrainingEvaluator(args, eval_dataset, info.device)
+    logger = TrainingLogger(args, info.rank)
+
+    # === Epochs ===
+    print("Training starts")
+    epochs_run = 0
+    last_scores: dict[str, float] = {}
+    for epoch in range(run_vars["epoch"], args.epoch_num):
+        if max_epochs_per_run is not None and epochs_run >= max_epochs_per_run:
+            print(f"Stopping after {epochs_run} epoch(s) in this run (resume with the same command)")
+            break
+        print(f"=== === Epoch {epoch} === ===")
+        fix_random_seeds(epoch_seed(args.seed, info.rank, epoch))
+        set_loader_epoch(loader, args, epoch)
+        mean_loss = train_one_epoch(state, loader, iters, epoch, args, logger, show_progress=info.is_main)
+        print(f"Epoch {epoch}: mean loss {mean_loss:.5f}, iteration {state.iteration}")
+
+        if info.is_main:
+            last_scores = evaluator(model)
+            print(f"Evaluation ({args.eval_dataset}) epoch {epoch}: AJ {last_scores['aj']:.2f}, "
+                  f"OA {last_scores['oa']:.2f}, delta_avg {last_scores['delta_avg']:.2f}")
+            logger.log_evaluation(epoch, {k: last_scores[k] for k in ("aj", "oa", "delta_avg")})
+            improved = checkpointing.update_best(best, last_scores, epoch)
+            ckpt = checkpointing.make_checkpoint(model, optimizer, scheduler, scaler, epoch + 1, state.iteration,
+                                                 best, args)
+            checkpointing.save_checkpoints(ckpt, save_dir, improved)
+            logger.flush()
+        barrier(info)
+        epochs_run += 1
+        print()
+
+    if info.is_main:
+        print("Best Results")
+        print(f"Best AJ: {best['aj'][1]:.3f} at epoch {best['aj'][0]}")
+        print(f"Best OA: {best['oa'][1]:.3f} at epoch {best['oa'][0]}")
+        print(f"Best Smaller Delta Avg: {best['delta_avg'][1]:.3f} at epoch {best['delta_avg'][0]}")
+    logger.close()
+    print(f"Training time {datetime.timedelta(seconds=int(time.time() - start_time))}")
+    return {"best": best, "iteration": state.iteration, "scores": last_scores}
