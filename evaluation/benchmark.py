@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from dataset.errors import DatasetFormatError
 from evaluation import memory
 from evaluation.datasets import build_dataset
+from evaluation.device import parse_device
 from model.trackon_predictor import Predictor, get_points_on_a_grid
 from utils.config import ConfigError, load_config
 
@@ -158,6 +159,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--N_sqrt, --memory_size, --num_frames, --height and --width must be positive")
     if not 0 <= args.warmup < args.num_clips:
         parser.error("--warmup must be non-negative and smaller than --num_clips")
+    try:
+        args.device = parse_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
     return args
 
 
@@ -187,7 +192,7 @@ def build_predictor(args: argparse.Namespace, device: torch.device) -> Predictor
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = args.device
     torch.manual_seed(SEED)
     print("=== Benchmarking Track-On2 ===")
     print(f"Memory size: {args.memory_size}, N: {args.N_sqrt**2}", flush=True)

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from dataset.errors import DatasetFormatError
 from evaluation import distributed
 from evaluation.datasets import build_dataset, video_name
+from evaluation.device import parse_device
 from evaluation.evaluator import DATASETS, TAPVID_DATASETS, TAPVID_QUERY_MODE, evaluate
 from evaluation.report import accumulate, final_lines, write_json
 from utils.config import ConfigError, load_config
@@ -52,14 +53,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--dataset_path: not found: {args.dataset_path}")
     if args.max_videos is not None and args.max_videos < 1:
         parser.error("--max_videos must be at least 1")
+    try:
+        args.device = parse_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
     return args
 
 
-def resolve_device(requested: str | None, ctx: distributed.DistContext) -> torch.device:
-    """The requested device, or CUDA (this rank's GPU) when available, else CPU."""
-    device = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
+def rank_device(device: torch.device, ctx: distributed.DistContext) -> torch.device:
+    """``device``, with an unnumbered CUDA device pinned to this rank's GPU."""
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", ctx.local_rank)
+        return torch.device("cuda", ctx.local_rank)
     return device
 
 
@@ -115,10 +119,9 @@ def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_siz
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate (this rank's share of) the dataset; rank 0 prints the final numbers and writes the JSON."""
-    device_type = torch.device(args.device).type if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
-    ctx = distributed.setup(device_type)
+    ctx = distributed.setup(args.device.type)
     try:
-        device = resolve_device(args.device, ctx)
+        device = rank_device(args.device, ctx)
         fix_random_seeds(SEED)
         model_args, dataset, predictor = prepare(args, device)
         num_videos = len(dataset) if args.max_videos is None else min(len(dataset), args.max_videos)

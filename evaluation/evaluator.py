@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from dataset.file_io import image_size, read_rgb
 from dataset.image_ops import resize_bilinear
-
 from utils.eval_utils import (
     compute_dynamic_replica_metrics,
     compute_point_odyssey_metrics,

@@ -81,3 +81,9 @@ def test_command_line_on_davis_file(tmp_path, capsys) -> None:
     davis.write_bytes(b"garbage")
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_command_line_rejects_unusable_device(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--device", "tpu:banana"])
+    assert "--device" in capsys.readouterr().err

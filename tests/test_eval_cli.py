@@ -60,3 +60,9 @@ def test_unreadable_dataset_is_reported_without_traceback(files) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "davis.pkl" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unusable_device_is_a_usage_error(files, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([*_args(files), "--device", "tpu:banana"])
+    assert "--device" in capsys.readouterr().err
