@@ -48,10 +48,14 @@ class TrainingLogger:
         self._csv: Any = None
         self._wandb: Any = None
         if self.backend == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.save_dir / TENSORBOARD_DIR))
-        elif self.backend == "csv":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                warnings.warn("tensorboard is not installed; logging to CSV instead (pip install tensorboard)")
+                self.backend = "csv"
+            else:
+                self._writer = SummaryWriter(log_dir=str(self.save_dir / TENSORBOARD_DIR))
+        if self.backend == "csv":
             path = self.save_dir / CSV_NAME
             fresh = not path.exists() or path.stat().st_size == 0
             self._csv_file = open(path, "a", newline="")

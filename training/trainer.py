@@ -136,11 +136,11 @@ def epoch_batches(loader, iters: int) -> Iterator:
 
 
 def train_one_epoch(state: TrainState, loader, iters: int, epoch: int, args: argparse.Namespace,
-                    logger: TrainingLogger, show_progress: bool) -> float:
-    """Run ``iters`` steps; returns the mean total loss (this rank)."""
+                    logger: TrainingLogger, show_progress: bool) -> tuple[float, float]:
+    """Run ``iters`` steps; returns the mean total loss and the mean seconds per iteration (this rank)."""
     bar = tqdm(epoch_batches(loader, iters), total=iters, disable=not show_progress, file=sys.stdout,
                desc=f"epoch {epoch}", dynamic_ncols=True)
-    total = 0.0
+    total = seconds = 0.0
     for batch in bar:
         video, tracks, visibility = prepare_batch(batch, state.device)
         step = train_step(state, video, tracks, visibility, args.input_size)
@@ -148,8 +148,9 @@ def train_one_epoch(state: TrainState, loader, iters: int, epoch: int, args: arg
         bar.set_description(f"epoch {epoch} | loss {step.loss:.5f}")
         bar.set_postfix(lr=f"{step.lr:.2e}", s_per_it=f"{step.seconds:.2f}")
         total += step.loss
+        seconds += step.seconds
     bar.close()
-    return total / max(iters, 1)
+    return total / max(iters, 1), seconds / max(iters, 1)
 
 
 def build_train_loader(args: argparse.Namespace, info: DistInfo):
@@ -239,8 +240,8 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
         print(f"=== === Epoch {epoch} === ===")
         fix_random_seeds(epoch_seed(args.seed, info.rank, epoch))
         set_loader_epoch(loader, args, epoch)
-        mean_loss = train_one_epoch(state, loader, iters, epoch, args, logger, show_progress=info.is_main)
-        print(f"Epoch {epoch}: mean loss {mean_loss:.5f}, iteration {state.iteration}")
+        mean_loss, seconds = train_one_epoch(state, loader, iters, epoch, args, logger, show_progress=info.is_main)
+        print(f"Epoch {epoch}: mean loss {mean_loss:.5f}, {seconds:.3f} s/iteration, iteration {state.iteration}")
 
         if info.is_main:
             last_scores = evaluator(model)
