@@ -28,7 +28,7 @@ from dataset.movi_f import Movi_F_Large
 from model.loss import Loss_Function
 from model.trackon import Track_On2
 from training import checkpointing
-from training.distributed import (DistInfo, barrier, cleanup, epoch_seed, fix_random_seeds, init_distributed,
+from training.distributed import (DistInfo, barrier, broadcast_object, cleanup, epoch_seed, fix_random_seeds, init_distributed,
                                   silence_non_main)
 from training.logging import LOSS_NAMES, TrainingLogger
 from training.queries import sample_queries
@@ -196,10 +196,20 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
     iters = args.iters_per_epoch if args.iters_per_epoch is not None else len(loader)
     print(f"Total number of iterations: {iters * args.epoch_num / 1000:.3f}K ({iters} per epoch)")
     evaluator = None
+    eval_dataset, eval_error = None, None
     if info.is_main:
         from training.validation import TrainingEvaluator, load_eval_dataset
 
-        eval_dataset = load_eval_dataset(args)
+        try:
+            eval_dataset = load_eval_dataset(args)
+        except (ValueError, OSError) as err:  # DatasetFormatError is a ValueError
+            eval_error = err
+    # Rank 0 alone reads the evaluation set; every rank must stop if it is unusable (rather than wait forever).
+    message = broadcast_object(None if eval_error is None else str(eval_error), info)
+    if eval_error is not None:
+        raise eval_error
+    if message is not None:
+        raise ValueError(f"rank 0 could not load the evaluation set: {message}")
 
     # === Model & optimisation ===
     model = Track_On2(args).to(info.device)
