@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from utils.config import SCHEMA, ConfigError, load_config
+from utils.config import SCHEMA, ConfigError, config_from_mapping, load_config
 
 EXIT_SETUP_ERROR = 2
 
@@ -70,10 +70,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     for key in SCHEMA:
         settings = _override_kind(key)
         if settings:
-            overrides.add_argument(f"--{key}", dest=f"cfg_{key}", default=None, **settings)
+            settings.setdefault("metavar", key.upper())
+            overrides.add_argument(f"--{key}", dest=f"cfg_{key}", default=argparse.SUPPRESS, **settings)
     args = parser.parse_args(argv)
-    values = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_") and value is not None}
+    values = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_")}
     return args, values
+
+
+def load_training_config(path: str, overrides: dict[str, Any]) -> argparse.Namespace:
+    """The YAML config with the command-line overrides (``--iters_per_epoch none`` included) applied."""
+    config = load_config(path, **overrides)
+    cleared = {key: None for key, value in overrides.items() if value is None}
+    return config_from_mapping({**vars(config), **cleared}, source=path) if cleared else config
 
 
 def check_paths(config: argparse.Namespace) -> None:
@@ -95,7 +103,7 @@ def check_paths(config: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     cli, overrides = parse_args(argv)
     try:
-        config = load_config(cli.config_path, **overrides)
+        config = load_training_config(cli.config_path, overrides)
         check_paths(config)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

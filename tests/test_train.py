@@ -326,3 +326,15 @@ def test_logger_falls_back_to_csv_without_tensorboard(tmp_path, monkeypatch):
     logger.log_iteration(0, 0, {name: 1.0 for name in LOSS_NAMES}, 1e-4, 0.5)
     logger.close()
     assert len((tmp_path / "train_log.csv").read_text().splitlines()) == 2
+
+
+def test_cli_overrides_config_keys(data):
+    import main
+
+    cli, overrides = main.parse_args(["--config_path", str(data["config"]), "--epoch_num", "3", "--amp", "true",
+                                      "--input_size", "32", "64", "--lr", "1e-3", "--iters_per_epoch", "5"])
+    assert overrides == {"epoch_num": 3, "amp": True, "input_size": [32, 64], "lr": 1e-3, "iters_per_epoch": 5}
+    config = main.load_training_config(str(data["config"]), overrides)
+    assert (config.epoch_num, config.amp, config.input_size, config.lr) == (3, True, [32, 64], 1e-3)
+    _, overrides = main.parse_args(["--config_path", str(data["config"]), "--iters_per_epoch", "none"])
+    assert main.load_training_config(str(data["config"]), {"iters_per_epoch": 4, **overrides}).iters_per_epoch is None
