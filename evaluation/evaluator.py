@@ -26,7 +26,7 @@ from utils.eval_utils import (
 
 PredictorFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-TAPVID_DATASETS = ("davis", "kinetics", "robotap")
+TAPVID_DATASETS = ("davis", "kinetics", "robotap", "rgb_stacking")
 DATASETS = TAPVID_DATASETS + ("point_odyssey", "dynamic_replica")
 # Query sampling of every TAP-Vid reader in the reference: the first visible point of each track.
 TAPVID_QUERY_MODE = "first"
