@@ -9,12 +9,11 @@ warm-up then cosine decay per iteration, gradient-norm clipping at 1.0, fp16 aut
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import itertools
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -28,8 +27,8 @@ from dataset.movi_f import Movi_F_Large
 from model.loss import Loss_Function
 from model.trackon import Track_On2
 from training import checkpointing
-from training.distributed import (DistInfo, barrier, broadcast_object, cleanup, epoch_seed, fix_random_seeds, init_distributed,
-                                  silence_non_main)
+from training.distributed import (DistInfo, barrier, broadcast_object, cleanup, epoch_seed, fix_random_seeds,
+                                  init_distributed, silence_non_main)
 from training.logging import LOSS_NAMES, TrainingLogger
 from training.queries import sample_queries
 from training.schedule import build_scheduler
@@ -59,7 +58,6 @@ class TrainState:
     amp: bool
     iteration: int = 0
     p_mask: float = P_MASK
-    extra: dict = field(default_factory=dict)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
