@@ -109,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_SETUP_ERROR
 
+    import torch
+
+    if cli.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda, but no CUDA device is available", file=sys.stderr)
+        return EXIT_SETUP_ERROR
+
     from dataset.errors import DatasetFormatError
     from model.checkpoint import CheckpointError
     from training.trainer import run
