@@ -16,6 +16,7 @@ import yaml
 
 from dataset.synthetic import write_tapvid_davis
 from dataset.tapvid import TAPVid
+from evaluation.eval import main
 from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
 from utils.config import load_config
@@ -116,3 +117,12 @@ def test_torchrun_two_processes_matches_single_process(setup, single_process) ->
         assert got == pytest.approx(want, abs=1e-9)
     assert payload["final"] == pytest.approx(expected["final"], abs=1e-9)
     assert result.stdout.count("AJ: ") >= 1
+
+
+def test_max_videos_in_process(setup, single_process) -> None:
+    output = setup["root"] / "first.json"
+    assert main(_command(setup, output)[2:] + ["--max_videos", "1"]) == 0
+    payload = json.loads(output.read_text())
+    expected, _ = single_process
+    assert payload["num_videos"] == 1
+    assert payload["videos"][0] == pytest.approx(expected["videos"][0], abs=1e-9)
