@@ -77,12 +77,17 @@ class SetupError(Exception):
     """A user-facing problem with the config, dataset or checkpoint; reported without a traceback."""
 
 
-def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device: torch.device) -> torch.nn.Module:
-    """The reference's evaluation Predictor (20x20 support grid) on ``device``."""
+def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device: torch.device,
+                   allow_outside_queries: bool = False) -> torch.nn.Module:
+    """The reference's evaluation Predictor (20x20 support grid) on ``device``.
+
+    ``allow_outside_queries`` is for Dynamic Replica, whose query points may lie outside the frame.
+    """
     from model.trackon_predictor import Predictor
 
     try:
-        predictor = Predictor(model_args, checkpoint_path=checkpoint_path, support_grid_size=SUPPORT_GRID_SIZE)
+        predictor = Predictor(model_args, checkpoint_path=checkpoint_path, support_grid_size=SUPPORT_GRID_SIZE,
+                              allow_outside_queries=allow_outside_queries)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
         raise SetupError(f"cannot build the predictor with checkpoint {checkpoint_path}: {exc}") from exc
     return predictor.to(device).eval()
@@ -101,7 +106,8 @@ def prepare(
         raise SetupError(str(exc)) from exc
     if len(dataset) == 0:
         raise SetupError(f"no video found in {args.dataset_path}")
-    return model_args, dataset, load_predictor(model_args, args.model_checkpoint_path, device)
+    allow_outside = args.dataset_name == "dynamic_replica"
+    return model_args, dataset, load_predictor(model_args, args.model_checkpoint_path, device, allow_outside)
 
 
 def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_size: int) -> dict[str, object]:

@@ -21,10 +21,13 @@ def check_video(video: torch.Tensor, name: str = "video") -> None:
         raise InputError(f"{name} is empty: shape {tuple(video.shape)}")
 
 
-def check_queries(queries: torch.Tensor, batch: int, num_frames: int | None, height: int, width: int) -> None:
+def check_queries(queries: torch.Tensor, batch: int, num_frames: int | None, height: int, width: int,
+                  allow_outside: bool = False) -> None:
     """(B, N, 3) queries (t, x, y): integer t in [0, T), x in [0, W], y in [0, H] (pixels of the input video).
 
-    ``num_frames`` None means a stream of unknown length, where only t >= 0 is checked.
+    ``num_frames`` None means a stream of unknown length, where only t >= 0 is checked. ``allow_outside`` accepts
+    points outside the frame (benchmarks such as Dynamic Replica query points that are off-screen; their features
+    are then sampled at the nearest border, as in the reference).
     """
     if not isinstance(queries, torch.Tensor):
         raise InputError(f"queries must be a torch.Tensor, got {type(queries).__name__}")
@@ -41,9 +44,10 @@ def check_queries(queries: torch.Tensor, batch: int, num_frames: int | None, hei
         late = t[t >= num_frames].long().tolist()
         raise InputError(f"query times {late} are at or after the last frame (the video has {num_frames} frames)")
     outside = (x < 0) | (x > width) | (y < 0) | (y > height)
-    if outside.any():
+    if outside.any() and not allow_outside:
         bad = queries[outside][:5, 1:].tolist()
         raise InputError(
             f"{int(outside.sum())} query point(s) lie outside the {width}x{height} frame (x in [0, {width}], "
-            f"y in [0, {height}]); first ones (x, y): {bad}"
+            f"y in [0, {height}]); first ones (x, y): {bad}. Pass allow_outside_queries=True to the Predictor to "
+            "track them anyway"
         )

@@ -53,6 +53,7 @@ class Predictor(nn.Module):
         args: argparse.Namespace | Mapping[str, Any],
         checkpoint_path: str | Path | None = None,
         support_grid_size: int = 20,
+        allow_outside_queries: bool = False,
     ):
         super().__init__()
         args = config_from_mapping(args)
@@ -66,6 +67,7 @@ class Predictor(nn.Module):
             raise ValueError(f"support_grid_size must be >= 0, got {support_grid_size}")
         self.delta_v = float(args.delta_v)
         self.support_grid_size = support_grid_size
+        self.allow_outside_queries = allow_outside_queries
         self.reset()
 
     # ------------------------------------------------------------------------------------------------ helpers
@@ -109,7 +111,7 @@ class Predictor(nn.Module):
         if queries is None:
             grid = get_points_on_a_grid(UNIFORM_GRID_SIZE, (height, width), video.device)
             queries = torch.cat([torch.zeros_like(grid[..., :1]), grid], dim=-1)
-        check_queries(queries, 1, num_frames, height, width)
+        check_queries(queries, 1, num_frames, height, width, allow_outside=self.allow_outside_queries)
         num_user = queries.shape[1]
         queries = torch.cat([queries.to(video.device, video.dtype),
                              self._support_queries(height, width, video.device).to(video.dtype)], dim=1)
@@ -193,7 +195,7 @@ class Predictor(nn.Module):
                              f"{tuple(new_queries.shape)}")
         height, width = self._frame_size
         with_time = torch.cat([torch.zeros_like(new_queries[..., :1]), new_queries], dim=-1)
-        check_queries(with_time.float(), 1, None, height, width)
+        check_queries(with_time.float(), 1, None, height, width, allow_outside=self.allow_outside_queries)
         return new_queries.to(self._param.device)
 
     def _add_queries(self, points: torch.Tensor, width: int, height: int) -> None:
