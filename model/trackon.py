@@ -163,12 +163,14 @@ class Track_On2(nn.Module):
         out of the query self-attention, so every active query sees exactly the active set, as in the reference.
         """
         columns = active.any(0).nonzero(as_tuple=True)[0]
-        sub_active = active[:, columns]
+        # When every query is active (the common case) take views instead of copying the state each frame.
+        select = slice(None) if len(columns) == active.shape[1] else columns
+        sub_active = active[:, select]
         batch, num = sub_active.shape
         dim = self.D
-        q = state.q_init[:, columns]
-        memory = state.memory[:, columns].reshape(batch * num, self.M, dim)
-        memory_mask = state.memory_mask[:, columns].reshape(batch * num, self.M)
+        q = state.q_init[:, select]
+        memory = state.memory[:, select].reshape(batch * num, self.M, dim)
+        memory_mask = state.memory_mask[:, select].reshape(batch * num, self.M)
         query_mask = None if bool(sub_active.all()) else ~sub_active
         current_slot = torch.zeros(batch * num, 1, dtype=torch.bool, device=q.device)
 

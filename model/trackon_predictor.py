@@ -76,9 +76,8 @@ class Predictor(nn.Module):
         return next(self.model.parameters())
 
     def _as_model_input(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Move to the model's device; integer frames (e.g. uint8) become floats of the model's dtype."""
-        dtype = self._param.dtype if not tensor.is_floating_point() or tensor.dtype != self._param.dtype else None
-        return tensor.to(device=self._param.device, dtype=dtype or tensor.dtype)
+        """Move to the model's device and dtype (integer frames such as uint8 become floats)."""
+        return tensor.to(device=self._param.device, dtype=self._param.dtype)
 
     def _support_queries(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """The support grid as (1, S^2, 3) queries at frame 0."""
