@@ -24,11 +24,15 @@ class MultiScaleContext(NamedTuple):
 
     feats: torch.Tensor  # (B, P + P/4 + P/16 + P/64, D)
     shapes: list[tuple[int, int]]
-    size_wh: torch.Tensor  # (2,) model input (W, H), to normalise pixel coordinates
+    size_wh: tuple[int, int]  # model input (W, H), to normalise pixel coordinates
 
     def reference_points(self, points: torch.Tensor) -> torch.Tensor:
-        """Pixel points (B, Q, 2) -> normalised, clamped reference points (B, Q, 4, 2)."""
-        normalised = (points / self.size_wh).clamp(0, 1)
+        """Pixel points (B, Q, 2) -> normalised, clamped reference points (B, Q, 4, 2).
+
+        Divides by Python numbers (bitwise the same as by a (W, H) tensor) so no constant is copied to the device.
+        """
+        width, height = self.size_wh
+        normalised = torch.stack([points[..., 0] / width, points[..., 1] / height], dim=-1).clamp(0, 1)
         return normalised.unsqueeze(2).expand(-1, -1, len(self.shapes), -1)
 
 
