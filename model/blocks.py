@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.msda import MultiScaleDeformableAttention
+from model.onednn import linear, relu_feed_forward
 
 
 class _FeedForward(nn.Module):
@@ -25,7 +26,10 @@ class _FeedForward(nn.Module):
     def _finish(self, q: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
         """q <- LN1(q + attended); q <- LN2(q + FFN(q)). The ReLU works in place on the (large) hidden tensor."""
         q = self.norm1(q + attended)
-        ffn = self.linear2(self.dropout(F.relu_(self.linear1(q))))
+        if self.training:
+            ffn = self.linear2(self.dropout(F.relu_(self.linear1(q))))
+        else:
+            ffn = relu_feed_forward(q, self.linear1, self.linear2)
         return self.norm2(q + self.dropout2(ffn))
 
 
@@ -42,24 +46,24 @@ def fused_attention(
     heads = mha.num_heads
     weight, bias = mha.in_proj_weight, mha.in_proj_bias
     if q is k and k is v:
-        q_p, k_p, v_p = F.linear(q, weight, bias).chunk(3, dim=-1)
+        q_p, k_p, v_p = linear(q, weight, bias).chunk(3, dim=-1)
     elif k is v:
-        q_p = F.linear(q, weight[:dim], bias[:dim])
-        k_p, v_p = F.linear(k, weight[dim:], bias[dim:]).chunk(2, dim=-1)
+        q_p = linear(q, weight[:dim], bias[:dim])
+        k_p, v_p = linear(k, weight[dim:], bias[dim:]).chunk(2, dim=-1)
     elif q is k:
-        q_p, k_p = F.linear(q, weight[:2 * dim], bias[:2 * dim]).chunk(2, dim=-1)
-        v_p = F.linear(v, weight[2 * dim:], bias[2 * dim:])
+        q_p, k_p = linear(q, weight[:2 * dim], bias[:2 * dim]).chunk(2, dim=-1)
+        v_p = linear(v, weight[2 * dim:], bias[2 * dim:])
     else:
-        q_p = F.linear(q, weight[:dim], bias[:dim])
-        k_p = F.linear(k, weight[dim:2 * dim], bias[dim:2 * dim])
-        v_p = F.linear(v, weight[2 * dim:], bias[2 * dim:])
+        q_p = linear(q, weight[:dim], bias[:dim])
+        k_p = linear(k, weight[dim:2 * dim], bias[dim:2 * dim])
+        v_p = linear(v, weight[2 * dim:], bias[2 * dim:])
 
     def split_heads(x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (heads, dim // heads)).transpose(1, 2)
 
     keep = None if mask is None else ~mask[:, None, None, :]
     attended = F.scaled_dot_product_attention(split_heads(q_p), split_heads(k_p), split_heads(v_p), attn_mask=keep)
-    return mha.out_proj(attended.transpose(1, 2).flatten(2))
+    return linear(attended.transpose(1, 2).flatten(2), mha.out_proj.weight, mha.out_proj.bias)
 
 
 class MHA_Block(_FeedForward):

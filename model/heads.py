@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from model.blocks import MHA_Block, DMSMHA_Block
+from model.onednn import linear
 
 STRIDE = 4
 
@@ -69,7 +70,8 @@ class Rerank_Module(nn.Module):
         decoded = candidates.reshape(batch, num * k, dim)
         for layer in self.local_decoder:
             decoded = layer(decoded, context.feats, refs, context.shapes)
-        decoded = self.fusion_layer(torch.cat([decoded.view(batch, num, k, dim), candidates], dim=-1))
+        fusion_input = torch.cat([decoded.view(batch, num, k, dim), candidates], dim=-1)
+        decoded = linear(fusion_input, self.fusion_layer.weight, self.fusion_layer.bias)
         u_logit = self.certainty_layer(decoded).squeeze(-1)
         s_logit = self.score_layer(decoded).squeeze(-1)
         flat_q = q.reshape(batch * num, 1, dim)

@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from model.onednn import linear
+
 try:
     from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttnFunction as _MmcvFunction
 except Exception:  # mmcv is optional: any import failure means "not available"
@@ -168,15 +170,18 @@ class MultiScaleDeformableAttention(nn.Module):
         if num_value != expected:
             raise ValueError(f"value has {num_value} tokens but spatial_shapes {spatial_shapes} need {expected}")
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
-        projected = self.value_proj(value).view(batch, num_value, heads, -1)
-        offsets = self.sampling_offsets(query).view(batch, num_query, heads, levels, points, 2)
-        weights = self.attention_weights(query).view(batch, num_query, heads, levels * points)
+        projected = linear(value, self.value_proj.weight, self.value_proj.bias).view(batch, num_value, heads, -1)
+        offsets = linear(query, self.sampling_offsets.weight, self.sampling_offsets.bias)
+        offsets = offsets.view(batch, num_query, heads, levels, points, 2)
+        weights = linear(query, self.attention_weights.weight, self.attention_weights.bias)
+        weights = weights.view(batch, num_query, heads, levels * points)
         weights = weights.softmax(-1).view(batch, num_query, heads, levels, points)
         sizes = level_constants(tuple(map(tuple, spatial_shapes)), offsets.device, offsets.dtype)
         normaliser = torch.cat([sizes.width, sizes.height], -1)
         locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
         sampled = self._sample(projected, spatial_shapes, locations, weights)
-        return self.dropout(self.output_proj(sampled.to(query.dtype))) + query
+        output = linear(sampled.to(query.dtype), self.output_proj.weight, self.output_proj.bias)
+        return self.dropout(output) + query
 
     @staticmethod
     def _sample(

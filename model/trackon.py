@@ -42,7 +42,7 @@ class TrackerState:
 Columns = slice | torch.Tensor  # query columns: slice(None) for all of them, else a long index tensor
 
 # Rows (sequence slots) per chunk of memory attention on the CPU: the FFN's hidden tensor stays cache-sized.
-MEMORY_CHUNK_ROWS = 4096
+MEMORY_CHUNK_ROWS = 1024
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,36 @@ def _stage_timer_class():
     return module.StageTimer
 
 
+def fill_memory_at_start(predictor) -> None:
+    """Steady state from frame 0: every query's memory starts full of (seeded) features instead of empty.
+
+    Applied identically to either checkout by wrapping ``init_state``; where the checkout skips empty memory
+    slots (``StepPlan.empty_slots``), that skip is turned off, since here no slot is empty.
+    """
+    import dataclasses
+
+    import torch
+
+    import model.trackon as trackon
+
+    model = predictor.model
+    plain_init = model.init_state
+
+    def full_init(batch, num_queries, like):
+        state = plain_init(batch, num_queries, like)
+        generator = torch.Generator().manual_seed(2)
+        state.memory = torch.randn(state.memory.shape, generator=generator).to(state.memory)
+        state.memory_mask = torch.zeros_like(state.memory_mask)
+        return state
+
+    model.init_state = full_init
+    plan_class = getattr(trackon, "StepPlan", None)
+    if plan_class is not None:
+        plain_plan = plan_class.from_times
+        plan_class.from_times = staticmethod(
+            lambda *a, **k: dataclasses.replace(plain_plan(*a, **k), empty_slots=0))
+
+
 def run_worker(args: argparse.Namespace) -> None:
     """Build the predictor of the checkout on PYTHONPATH, track the clip and save timings and outputs."""
     import torch
@@ -54,6 +84,8 @@ def run_worker(args: argparse.Namespace) -> None:
         untrained = Predictor({**config, "M_i": MODEL_CONFIG["M"]}, support_grid_size=0)
         torch.save(untrained.model.state_dict(), weights)
     predictor = Predictor(config, checkpoint_path=weights)
+    if args.full_memory:
+        fill_memory_at_start(predictor)
     generator = torch.Generator().manual_seed(1)
     height, width = MODEL_CONFIG["input_size"]
     total = args.warmup + args.frames
@@ -76,7 +108,8 @@ def _run_one(checkout: Path, args: argparse.Namespace, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--weights", args.weights,
                "--frames", str(args.frames), "--warmup", str(args.warmup), "--queries", str(args.queries),
-               "--memory_size", str(args.memory_size), "--out", str(out)] + (["--stages"] if args.stages else [])
+               "--memory_size", str(args.memory_size), "--out", str(out)]
+    command += [flag for flag, on in (("--stages", args.stages), ("--full_memory", args.full_memory)) if on]
     subprocess.run(command, env=env, cwd=checkout, check=True)
     return json.loads(out.read_text())
 
@@ -117,6 +150,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=256, help="random user queries (plus the 20x20 grid)")
     parser.add_argument("--memory_size", type=int, default=72, help="inference memory M_i")
     parser.add_argument("--stages", action="store_true", help="also time the stages")
+    parser.add_argument("--full_memory", action="store_true",
+                        help="start with every memory slot filled (steady state) instead of an empty memory")
     parser.add_argument("--weights", default=None, help="shared weights file (created if missing)")
     parser.add_argument("--output_json", default=None, help="write rounds and summary here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
