@@ -32,42 +32,12 @@ MODEL_CONFIG = {"input_size": [384, 512], "M": 24, "D": 256, "K": 16, "decoder_l
                 "vit_upsample_factor": 1.0, "delta_v": 0.8, "grad_checkpoint": False, "backbone_config": DINOV2_S}
 
 
-def _stage_timer_class():
-    """StageTimer from this checkout, loaded by path so that it can time the baseline's model as well."""
-    spec = importlib.util.spec_from_file_location("stage_timing", HERE.parent / "evaluation" / "stage_timing.py")
+def _own_module(name: str):
+    """evaluation/<name>.py of this checkout, loaded by path so that it also serves the baseline's model."""
+    spec = importlib.util.spec_from_file_location(name, HERE.parent / "evaluation" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.StageTimer
-
-
-def fill_memory_at_start(predictor) -> None:
-    """Steady state from frame 0: every query's memory starts full of (seeded) features instead of empty.
-
-    Applied identically to either checkout by wrapping ``init_state``; where the checkout skips empty memory
-    slots (``StepPlan.empty_slots``), that skip is turned off, since here no slot is empty.
-    """
-    import dataclasses
-
-    import torch
-
-    import model.trackon as trackon
-
-    model = predictor.model
-    plain_init = model.init_state
-
-    def full_init(batch, num_queries, like):
-        state = plain_init(batch, num_queries, like)
-        generator = torch.Generator().manual_seed(2)
-        state.memory = torch.randn(state.memory.shape, generator=generator).to(state.memory)
-        state.memory_mask = torch.zeros_like(state.memory_mask)
-        return state
-
-    model.init_state = full_init
-    plan_class = getattr(trackon, "StepPlan", None)
-    if plan_class is not None:
-        plain_plan = plan_class.from_times
-        plan_class.from_times = staticmethod(
-            lambda *a, **k: dataclasses.replace(plain_plan(*a, **k), empty_slots=0))
+    return module
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -85,7 +55,7 @@ def run_worker(args: argparse.Namespace) -> None:
         torch.save(untrained.model.state_dict(), weights)
     predictor = Predictor(config, checkpoint_path=weights)
     if args.full_memory:
-        fill_memory_at_start(predictor)
+        _own_module("steady_state").fill_memory_at_start(predictor)
     generator = torch.Generator().manual_seed(1)
     height, width = MODEL_CONFIG["input_size"]
     total = args.warmup + args.frames
@@ -95,7 +65,7 @@ def run_worker(args: argparse.Namespace) -> None:
     warm_video, timed_video = video[:, :args.warmup], video[:, args.warmup:]
     if args.warmup:
         predictor(warm_video, queries)
-    timer = _stage_timer_class()(predictor.model, torch.device("cpu")).attach() if args.stages else None
+    timer = _own_module("stage_timing").StageTimer(predictor.model, torch.device("cpu")).attach() if args.stages else None
     began = time.perf_counter()
     trajectory, visibility = predictor(timed_video, queries)
     seconds = time.perf_counter() - began
