@@ -3,8 +3,8 @@
     .venv/bin/python scripts/compare_speed.py --baseline /work/baseline --candidate . --rounds 3
 
 Each round runs the baseline and the candidate in turn, each in its own process with PYTHONPATH pointing at its
-checkout and one CPU thread, on the same random weights (DINOv2-S dimensions built from ``backbone_config``,
-written once to ``--weights``), the same random 384x512 clip, ``--queries`` random user queries plus the 20x20
+checkout and one CPU thread, on the same random weights (``config/bench_dinov2_s.yaml``: DINOv2-S dimensions
+built from ``backbone_config``, written once to ``--weights``), the same random 384x512 clip, ``--queries`` random user queries plus the 20x20
 support grid, inference memory ``--memory_size``. A process tracks ``--warmup`` frames untimed, then the timed
 clip of ``--frames`` frames; with ``--stages`` it also reports milliseconds per stage (hooks from this
 checkout's ``evaluation/stage_timing.py``, attached to either model). The report gives each round's frames/s,
@@ -25,11 +25,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DINOV2_S = {"model_type": "dinov2", "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6,
-            "mlp_ratio": 4, "patch_size": 14, "image_size": 518}
-MODEL_CONFIG = {"input_size": [384, 512], "M": 24, "D": 256, "K": 16, "decoder_layer_num": 3,
-                "predicton_head_layer_num": 3, "rerank_layer_num": 3, "vit_backbone": "dinov2_s",
-                "vit_upsample_factor": 1.0, "delta_v": 0.8, "grad_checkpoint": False, "backbone_config": DINOV2_S}
+BENCH_CONFIG = HERE.parent / "config" / "bench_dinov2_s.yaml"
 
 
 def _own_module(name: str):
@@ -47,17 +43,20 @@ def run_worker(args: argparse.Namespace) -> None:
     from model.trackon_predictor import Predictor
 
     torch.set_num_threads(1)
-    config = {**MODEL_CONFIG, "M_i": args.memory_size}
+    import yaml
+
+    model_config = yaml.safe_load(BENCH_CONFIG.read_text())
+    config = {**model_config, "M_i": args.memory_size}
     weights = Path(args.weights)
     if not weights.is_file():
         torch.manual_seed(0)
-        untrained = Predictor({**config, "M_i": MODEL_CONFIG["M"]}, support_grid_size=0)
+        untrained = Predictor({**config, "M_i": model_config["M"]}, support_grid_size=0)
         torch.save(untrained.model.state_dict(), weights)
     predictor = Predictor(config, checkpoint_path=weights)
     if args.full_memory:
         _own_module("steady_state").fill_memory_at_start(predictor)
     generator = torch.Generator().manual_seed(1)
-    height, width = MODEL_CONFIG["input_size"]
+    height, width = model_config["input_size"]
     total = args.warmup + args.frames
     video = torch.randint(0, 256, (1, total, 3, height, width), generator=generator).float()
     xy = torch.rand(1, args.queries, 2, generator=generator) * torch.tensor([width - 1.0, height - 1.0])
