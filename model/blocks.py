@@ -40,7 +40,7 @@ def fused_attention(
 
     Same parameters and result as the module (batch first, no dropout); projections shared by identical
     inputs are computed once (one matmul for q = k = v, one for k = v). A query whose keys are all masked gets
-    NaN here, as from the module; the caller zeroes it.
+    an undefined row (NaN or zero, depending on the kernel); the caller zeroes it.
     """
     dim = q.shape[-1]
     heads = mha.num_heads

@@ -50,8 +50,8 @@ class StepPlan:
     """What one frame step does, decided up front so that the step itself never reads device values back.
 
     ``start``: columns where a query starts in some batch element (None: no query starts); ``decode``: columns
-    active in some batch element (None: nothing to track); ``all_active``: every query of every batch element is
-    active, so no query mask is needed; ``empty_slots``: leading memory slots that are empty for every decoded
+    active in some batch element (None: nothing to track); ``all_active``: every decoded query is active in every
+    batch element, so no query mask is needed; ``empty_slots``: leading memory slots that are empty for every decoded
     query (their keys are masked, so skipping them is exact).
     """
 
@@ -70,11 +70,16 @@ class StepPlan:
             return None
         return any_row.nonzero(as_tuple=True)[0].to(device)
 
+    @staticmethod
+    def _uniform(active: torch.Tensor) -> bool:
+        """Whether each query is active in every batch element or in none."""
+        return bool((active.all(0) | ~active.any(0)).all())
+
     @classmethod
     def from_masks(cls, starting: torch.Tensor, active: torch.Tensor) -> "StepPlan":
         """The plan read from (B, N) device masks (this reads them back: it synchronises a GPU)."""
         return cls(cls._columns(starting, starting.device), cls._columns(active, active.device),
-                   bool(active.all()))
+                   cls._uniform(active))
 
     @classmethod
     def from_times(cls, times: torch.Tensor, t: int, memory_size: int, device: torch.device) -> "StepPlan":
@@ -87,7 +92,7 @@ class StepPlan:
         empty = 0
         if bool(active.any()):
             empty = max(memory_size - (t - int(times[active].min())), 0)
-        return cls(cls._columns(times == t, device), cls._columns(active, device), bool(active.all()), empty)
+        return cls(cls._columns(times == t, device), cls._columns(active, device), cls._uniform(active), empty)
 
 
 @dataclass
@@ -383,7 +388,7 @@ class Track_On2(nn.Module):
             return frame.fused.new_zeros(batch, num, 2), zeros, zeros.clone()
         columns, step = self.decode(state, frame, active, plan)
         self.push_memory(state, columns, step.q, active)
-        if plan.all_active:
+        if plan.all_active and isinstance(columns, slice):
             dtype = frame.fused.dtype
             return step.points.to(dtype), step.v_logit.to(dtype), step.u_logit.to(dtype)
         points = frame.fused.new_zeros(batch, num, 2)
