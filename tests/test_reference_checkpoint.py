@@ -242,3 +242,28 @@ def test_our_checkpoint_from_before_the_reorder_still_resumes(reference_file, tm
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             assert torch.equal(optimizer.state[parameter]["exp_avg"], old_optimizer.state[named[name]]["exp_avg"])
+
+
+def test_export_to_the_reference_layout_and_back(reference_file, tmp_path, capsys):
+    from training.reference_checkpoint import REFERENCE_KEYS, main as export
+
+    args = reference_file["args"]
+    model, optimizer, scheduler = _fresh(args)
+    checkpointing.restore(reference_file["path"], model, optimizer, scheduler, None)
+    ours = tmp_path / "ours.pt"
+    best = {"aj": [1, 12.5], "oa": [0, 55.25], "delta_avg": [1, 20.0]}
+    checkpointing.atomic_save(checkpointing.make_checkpoint(model, optimizer, scheduler, None, REF_EPOCH,
+                                                            REF_ITERATION, best, args), ours)
+    exported = tmp_path / "for_reference.pt"
+    assert export([str(ours), str(exported)]) == 0
+    written = torch.load(exported, map_location="cpu", weights_only=True)
+    assert tuple(written) == REFERENCE_KEYS
+    assert all(name.startswith("module.") for name in written["model"])
+    original = reference_file["checkpoint"]
+    assert written["optimizer"]["param_groups"][0]["params"] == original["optimizer"]["param_groups"][0]["params"]
+    for index, state in original["optimizer"]["state"].items():
+        assert torch.equal(written["optimizer"]["state"][index]["exp_avg"], state["exp_avg"])
+    for name, value in original["model"].items():
+        assert torch.equal(written["model"][name], value), name
+    assert export([str(reference_file["path"].with_name("missing.pt")), str(tmp_path / "x.pt")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

@@ -130,3 +130,42 @@ def upgrade_legacy_optimizer_state(checkpoint: dict[str, Any], optimizer: torch.
     renumbered = {position[name]: saved[old] for old, name in enumerate(legacy_parameter_order(current))
                   if old in saved}
     checkpoint["optimizer"] = {**state, "state": renumbered}
+
+
+def to_reference_layout(checkpoint: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """One of our training checkpoints in the reference's layout (``module.`` keys, no ``args``), so that the
+    reference's ``main.py --checkpoint_path`` resumes it."""
+    if is_reference_layout(checkpoint):
+        return dict(checkpoint)
+    if checkpoint.get(PARAMETER_ORDER_KEY) != PARAMETER_ORDER:
+        raise CheckpointError(f"{source}: written before the parameter reorder (or not a training checkpoint); "
+                              "resume it here for one epoch first, then export the new checkpoint")
+    missing = [key for key in REFERENCE_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{source}: not a training checkpoint, it lacks {missing}")
+    converted = {key: checkpoint[key] for key in REFERENCE_KEYS}
+    converted["model"] = {f"module.{name}": value for name, value in checkpoint["model"].items()}
+    return converted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.reference_checkpoint OURS.pt OUT.pt``: export for the reference's trainer."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Write one of our training checkpoints in the reference's layout")
+    parser.add_argument("source", help="a checkpoint.pt written by this repository's trainer")
+    parser.add_argument("output", help="where to write the reference-layout checkpoint")
+    args = parser.parse_args(argv)
+    try:
+        converted = to_reference_layout(read_training_checkpoint(args.source), args.source)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    torch.save(converted, args.output)
+    print(f"wrote {args.output} (epoch {converted['epoch']}, iteration {converted['iteration']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,8 +14,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, iters_per_epoch: int, epoc
     """SequentialLR(LinearLR from 1e-5 x lr, CosineAnnealingLR) over ``iters_per_epoch * epoch_num`` steps.
 
     As in the reference, the warm-up is ``int(1% of all steps)`` long, but at least ``min_warmup_steps`` (config
-    key; 1 by default so that runs under 100 steps start at 1e-5 x lr, 0 restores the reference, whose runs under
-    100 steps have no warm-up step: their first step uses 1e-5 x lr, the next the full lr).
+    key; 1 by default so that runs under 100 steps also start at 1e-5 x lr; 0 restores the reference, whose runs
+    under 100 steps have no warm-up and start at the full lr).
     """
     if iters_per_epoch < 1 or epoch_num < 1:
         raise ValueError(f"need at least one iteration and one epoch, got {iters_per_epoch} x {epoch_num}")
