@@ -90,7 +90,7 @@ class Loss_Function(nn.Module):
     def patch_classification_loss(self, scores: torch.Tensor, gt_tracks: torch.Tensor,
                                   point_mask: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of correlation scores / 0.05 against the ground-truth patch, x lambda_patch_cls."""
-        logits = _at_least_float32(scores).flatten(0, 2) / TEMPERATURE
+        logits = _at_least_float32(scores.flatten(0, 2) / TEMPERATURE)  # divided in the input dtype, as the reference
         targets = self.patch_indices(gt_tracks).flatten()
         loss = F.cross_entropy(logits, targets, reduction="none")
         return self.masked_mean(loss, point_mask.flatten()) * self.lambda_patch_cls

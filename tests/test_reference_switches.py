@@ -176,3 +176,17 @@ def test_resize_is_opencv_inter_linear():
     for height, width in ((50, 70), (29, 41)):
         expected = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
         assert np.array_equal(resize_bilinear(frame, height, width), expected)
+
+
+def test_patch_scores_are_divided_by_the_temperature_in_their_own_dtype():
+    """Under fp16 autocast the reference divides the fp16 scores by 0.05 before the (fp32) cross-entropy."""
+    out, tracks, visibility, query_times = _loss_inputs()
+    visibility[:] = True
+    out["C1"] = (out["C1"] * 0.3).half()
+    loss_fn = Loss_Function(tiny_config(input_size=[32, 32]))
+    targets = loss_fn.patch_indices(tracks).flatten()
+    expected = torch.nn.functional.cross_entropy((out["C1"].flatten(0, 2) / 0.05).float(), targets,
+                                                 reduction="none")
+    mask = (torch.arange(3).view(1, -1, 1) > query_times.unsqueeze(1)).expand(1, 3, 2).flatten()
+    expected = expected[mask].mean() * loss_fn.lambda_patch_cls
+    assert loss_fn(out, tracks, visibility, query_times)[0].item() == expected.item()
