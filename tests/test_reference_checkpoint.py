@@ -169,6 +169,7 @@ def test_training_continues_from_a_reference_checkpoint_as_from_our_own(data, re
 
 @pytest.mark.parametrize("damage, message", [
     (lambda c: c.pop("epoch"), "reference training checkpoint lacks ['epoch']"),
+    (lambda c: c.pop("iteration"), "reference training checkpoint lacks ['iteration']"),
     (lambda c: c.update(best_aj=12.5), "'best_aj' must be [epoch, score]"),
     (lambda c: c["optimizer"]["param_groups"][0]["params"].pop(), "optimizer holds [410] parameters per group"),
     (lambda c: c["optimizer"]["state"].update({0: c["optimizer"]["state"][5]}), "parameter order differs"),
