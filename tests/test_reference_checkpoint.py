@@ -268,3 +268,21 @@ def test_export_to_the_reference_layout_and_back(reference_file, tmp_path, capsy
         assert torch.equal(written["model"][name], value), name
     assert export([str(reference_file["path"].with_name("missing.pt")), str(tmp_path / "x.pt")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_unmarked_checkpoint_already_in_the_current_order_is_not_renumbered(reference_file, tmp_path):
+    from training.reference_checkpoint import PARAMETER_ORDER_KEY
+
+    args = reference_file["args"]
+    model, optimizer, scheduler = _fresh(args)
+    checkpointing.restore(reference_file["path"], model, optimizer, scheduler, None)
+    checkpoint = checkpointing.make_checkpoint(model, optimizer, scheduler, None, 1, 1, checkpointing.initial_best(),
+                                               args)
+    del checkpoint[PARAMETER_ORDER_KEY]
+    path = tmp_path / "unmarked.pt"
+    torch.save(checkpoint, path)
+    other, other_optimizer, other_scheduler = _fresh(args)
+    checkpointing.restore(path, other, other_optimizer, other_scheduler, None)
+    for (name, parameter), theirs in zip(other.named_parameters(), model.parameters()):
+        if parameter.requires_grad:
+            assert torch.equal(other_optimizer.state[parameter]["exp_avg"], optimizer.state[theirs]["exp_avg"]), name

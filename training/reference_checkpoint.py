@@ -118,12 +118,18 @@ def legacy_parameter_order(names: list[str]) -> list[str]:
 def upgrade_legacy_optimizer_state(checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer,
                                    model: torch.nn.Module) -> None:
     """Renumber the optimizer state of one of our checkpoints written before the reorder (no ``parameter_order``
-    entry) so that each state sits at its parameter's current position. Reference checkpoints are left alone."""
+    entry, moments not shaped like the parameters at their positions) so that each state sits at its parameter's
+    current position. Reference checkpoints, and unmarked ones that already fit, are left alone."""
     if is_reference_layout(checkpoint) or checkpoint.get(PARAMETER_ORDER_KEY) == PARAMETER_ORDER:
         return
     state = checkpoint.get("optimizer")
     if not isinstance(state, Mapping) or len(optimizer.param_groups) != 1:
         return
+    try:
+        check_optimizer_state(state, optimizer, model, "checkpoint")
+        return
+    except CheckpointError:
+        pass
     name_of = {id(p): n for n, p in model.named_parameters()}
     current = [name_of[id(p)] for p in optimizer.param_groups[0]["params"]]
     position = {name: index for index, name in enumerate(current)}
