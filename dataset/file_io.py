@@ -104,12 +104,13 @@ def load_npy_dict(path: str | Path) -> dict[str, Any]:
     return value
 
 
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Load every array of a ``.npz`` archive into memory and close the archive."""
+def load_npz(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Load the arrays ``keys`` (every array when None; absent keys are left out) of a ``.npz`` archive into memory
+    and close the archive; the other arrays are never read."""
     path = require_file(path, "annotation")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+            return {key: archive[key] for key in archive.files if keys is None or key in keys}
     except (OSError, ValueError, EOFError) as exc:
         raise DatasetFormatError(path, f"not a readable .npz archive ({exc})") from None
 
