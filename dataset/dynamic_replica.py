@@ -65,7 +65,8 @@ def check_left_frame(frame: dict[str, Any], source: Path) -> None:
     where = f"left frame {frame.get('frame_number')} of {frame['sequence_name']!r}"
     if not isinstance(frame.get("trajectories"), dict) or "path" not in frame["trajectories"]:
         raise DatasetFormatError(source, f"{where} has no trajectories path")
-    size = frame.get("image", {}).get("size") if isinstance(frame.get("image"), dict) else None
+    image = frame.get("image")
+    size = image.get("size") if isinstance(image, dict) else None
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
         raise DatasetFormatError(source, f"{where} has no image size [H, W]")
 

@@ -69,17 +69,6 @@ def decode_rgb(data: bytes, source: str) -> np.ndarray:
         raise DatasetFormatError(source, f"undecodable image bytes ({exc})") from None
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header only."""
-    path = require_file(path, "image")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DatasetFormatError(path, f"unreadable image ({exc})") from None
-    return height, width
-
-
 def load_pickle(path: str | Path) -> Any:
     """Unpickle a file, reporting truncated or foreign files clearly."""
     path = require_file(path, "pickle")
