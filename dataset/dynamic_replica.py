@@ -56,7 +56,7 @@ def read_frame_annotations(path: Path) -> list[dict[str, Any]]:
     if not isinstance(frames, list):
         raise DatasetFormatError(path, f"expected a JSON list of frame annotations, found {type(frames).__name__}")
     for i, frame in enumerate(frames):
-        require_keys(frame, ("sequence_name", "camera_name"), f"{path} entry {i}")
+        require_keys(frame, ("sequence_name",), f"{path} entry {i}")
     return frames
 
 
@@ -126,7 +126,7 @@ class DynamicReplicaDataset(Dataset):
         path = self.split_dir / f"frame_annotations_{split}.jgz"
         by_sequence: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for frame in read_frame_annotations(path):
-            if frame["camera_name"] == "left":
+            if frame.get("camera_name") == "left":  # a missing camera_name is not the left camera
                 check_left_frame(frame, path)
                 by_sequence[frame["sequence_name"]].append(frame)
         self.sample_list: list[list[dict[str, Any]]] = []
