@@ -81,7 +81,9 @@ def test_dynamic_replica_frame_order_cameras_and_samples(tmp_path) -> None:
     # Sequence b appears first; its frames are listed out of order and mixed with right-camera entries.
     entries = [entry("b", 2), entry("b", 2, "right"), entry("a", 0), entry("b", 0), entry("b", 1, "right"),
                entry("b", 1), entry("a", 1), entry("b", 3), entry("a", 2), entry("b", 4)]
-    write_annotations(split_dir, entries)
+    no_camera = entry("c", 0)
+    del no_camera["camera_name"]  # not a left frame: sequence c has no sample
+    write_annotations(split_dir, entries + [no_camera])
 
     def first_pixels(dataset: DynamicReplicaDataset) -> list[list[int]]:
         return [dataset[i][0][:, 0, 0, 0].int().tolist() for i in range(len(dataset))]
