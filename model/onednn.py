@@ -10,8 +10,6 @@ order differs from the default path (float32 rounding, no approximation).
 
 from __future__ import annotations
 
-import types
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -51,18 +49,3 @@ def relu_feed_forward(x: torch.Tensor, first: nn.Linear, second: nn.Linear) -> t
         return second(F.relu_(first(x)))
     hidden = F.relu_(_onednn_linear(_to_onednn(x), first.weight, first.bias))
     return _onednn_linear(hidden, second.weight, second.bias).to_dense().view(*x.shape[:-1], second.out_features)
-
-
-def _linear_forward(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    return linear(x, layer.weight, layer.bias)
-
-
-def route_linears_through_onednn(module: nn.Module) -> None:
-    """Make every ``nn.Linear`` inside ``module`` (e.g. a third-party ViT we do not write) use ``linear`` above.
-
-    Only each layer instance's ``forward`` is replaced: parameters, names and state dict stay as they are, and the
-    result is the default path's up to float32 accumulation order (identical wherever ``linear`` falls back).
-    """
-    for layer in module.modules():
-        if type(layer) is nn.Linear:
-            layer.forward = types.MethodType(_linear_forward, layer)

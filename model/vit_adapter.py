@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as checkpoint
 
 from model.msda import MultiScaleDeformableAttention
-from model.onednn import linear, route_linears_through_onednn
+from model.onednn import linear
 from model.vit import build_vit, run_block, vit_blocks, vit_family, vit_patch_size, vit_prefix_tokens
 
 INTERACTION_INDEXES = ((0, 2), (3, 5), (6, 8), (9, 11))
@@ -160,7 +160,6 @@ class ViTAdapter(nn.Module):
         super().__init__()
         self.family = vit_family(vit_backbone)
         setattr(self, self.family, build_vit(vit_backbone, backbone_config))
-        route_linears_through_onednn(self.vit)
         self.patch_size = vit_patch_size(self.vit)
         self.vit_upsample_factor = float(vit_upsample_factor)
         self.with_cp = with_cp
