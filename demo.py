@@ -2,10 +2,14 @@
 
     python demo.py --video media/sample.mp4                         # released DINOv3 model, 16x16 grid
     python demo.py --video clip.mp4 --config config/test_dinov2.yaml --queries_json points.json
+    python demo.py --video 0 --show                                 # live: camera 0 (or an rtsp/http URL)
+    python demo.py --video media/sample.mp4 --realtime              # a file played as if it were live
 
 Frames are streamed through the tracker one at a time (online: no frame sees the future), so memory does not
 grow with the video's length. Results: <output_dir>/tracks.npz and tracks.json (trajectories in video pixels,
 visibility) and overlay.mp4. If the video turns out to be corrupt part-way, the frames tracked so far are saved.
+Live sources always track the newest frame (frames that arrive while the model is busy are dropped); Ctrl-C stops
+and saves everything tracked so far, with each tracked frame's index in the source (source_frame) and confidence.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from model.inputs import InputError
 from model.trackon_predictor import Predictor, get_points_on_a_grid
 from model.vit import BackboneUnavailableError, vit_family
 from utils.config import ConfigError, load_config
+from utils.live_source import LiveSource, is_live_source
+from utils.live_tracking import track_live
 from utils.video_io import VideoReadError, iter_video_frames, video_fps, write_video
 from utils.visualize import draw_frame, point_colours
 
@@ -32,7 +38,11 @@ from utils.visualize import draw_frame, point_colours
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser("Track-On2 demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--video", default="media/sample.mp4", help="input video (any format ffmpeg reads)")
+    parser.add_argument("--video", default="media/sample.mp4",
+                        help="input video (any format ffmpeg reads), a camera index (0) or an rtsp/http stream URL")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play a video file as if it were a live camera (drop frames when tracking is slower)")
+    parser.add_argument("--show", action="store_true", help="live sources: show the overlay in a window")
     parser.add_argument("--config", default="config/test.yaml", help="model config (YAML)")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint file, or 'dinov2' / 'dinov3' for the released weights from the hub "
@@ -118,6 +128,26 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
     return result
 
 
+def track_live_source(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:
+    """Track a camera, stream or ``--realtime`` file live; writes the overlay at the achieved frame rate."""
+    device = torch.device(args.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
+    with LiveSource(args.video, realtime=args.realtime) as source:
+        recording = track_live(source, predictor,
+                               lambda height, width: load_queries(args.queries_json, args.grid_size, height, width),
+                               max_frames=args.max_frames, keep_overlay=not args.no_video, show=args.show,
+                               autocast=autocast)
+        dropped = source.frames_dropped
+    if not recording.tracks:
+        raise InputError(f"{args.video}: no frame could be tracked")
+    stopped = "stopped by Ctrl-C; " if recording.interrupted else ""
+    print(f"{stopped}live: {len(recording.tracks)} frame(s) tracked at {recording.achieved_fps:.1f} frames/s, "
+          f"{dropped} dropped", file=sys.stderr)
+    if recording.overlay:
+        write_video(output_dir / "overlay.mp4", recording.overlay, fps=max(recording.achieved_fps, 1.0))
+    return recording.as_arrays()
+
+
 def save_results(result: dict[str, np.ndarray], output_dir: Path) -> None:
     np.savez_compressed(output_dir / "tracks.npz", **result)
     as_lists = {key: value.tolist() for key, value in result.items()}
@@ -133,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = resolve_checkpoint(args.checkpoint, config.vit_backbone)
         predictor = Predictor(config, checkpoint_path=checkpoint, support_grid_size=args.support_grid_size)
         predictor.to(args.device)
-        result = track(args, predictor, output_dir)
+        if is_live_source(args.video, args.realtime):
+            result = track_live_source(args, predictor, output_dir)
+        else:
+            result = track(args, predictor, output_dir)
     except (ConfigError, CheckpointError, BackboneUnavailableError, VideoReadError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

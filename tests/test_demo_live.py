@@ -1,0 +1,69 @@
+"""demo.py on live sources: a file played in real time (frames dropped when behind), Ctrl-C, bad camera."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import demo
+from tests.test_demo import _setup
+from utils.live_source import LiveSource, is_live_source
+from utils.video_io import write_video
+
+
+def _fast_clip(tmp_path, frames: int, fps: float) -> str:
+    rng = np.random.default_rng(1)
+    path = tmp_path / "fast.mp4"
+    write_video(path, [rng.integers(0, 255, (72, 96, 3), dtype=np.uint8) for _ in range(frames)], fps)
+    return str(path)
+
+
+def test_live_sources_are_recognised():
+    assert is_live_source("0", False) and is_live_source("rtsp://cam.local/stream", False)
+    assert is_live_source("HTTP://host/video.mjpg", False) and is_live_source("clip.mp4", True)
+    assert not is_live_source("clip.mp4", False)
+
+
+def test_realtime_file_drops_frames_when_tracking_is_slower(tmp_path, capsys):
+    clip = _fast_clip(tmp_path, frames=12, fps=240)
+    assert demo.main(_setup(tmp_path) + ["--video", clip, "--realtime", "--grid_size", "2"]) == 0
+    saved = np.load(tmp_path / "out" / "tracks.npz")
+    tracked = len(saved["source_frame"])
+    assert 1 <= tracked < 12 and saved["source_frame"][0] == 0 and saved["source_frame"][-1] == 11
+    assert np.all(np.diff(saved["source_frame"]) >= 1)
+    assert saved["tracks"].shape == (tracked, 4, 2) and saved["confidence"].shape == (tracked, 4)
+    assert np.all((saved["confidence"] >= 0) & (saved["confidence"] <= 1))
+    assert json.loads((tmp_path / "out" / "tracks.json").read_text())["source_frame"] == saved["source_frame"].tolist()
+    assert (tmp_path / "out" / "overlay.mp4").stat().st_size > 0
+    err = capsys.readouterr().err
+    assert f"{tracked} frame(s) tracked at" in err and f", {12 - tracked} dropped" in err
+
+
+def test_ctrl_c_stops_and_saves_what_was_tracked(tmp_path, monkeypatch, capsys):
+    clip = _fast_clip(tmp_path, frames=8, fps=8)
+    real_next = LiveSource.next_frame
+    calls = []
+
+    def interrupted_on_fourth(self, timeout=None):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_next(self, timeout)
+
+    monkeypatch.setattr(LiveSource, "next_frame", interrupted_on_fourth)
+    assert demo.main(_setup(tmp_path) + ["--video", clip, "--realtime", "--grid_size", "2"]) == 0
+    assert "stopped by Ctrl-C" in capsys.readouterr().err
+    saved = np.load(tmp_path / "out" / "tracks.npz")
+    assert saved["tracks"].shape == (3, 4, 2) and saved["source_frame"][0] == 0
+    assert np.all(np.diff(saved["source_frame"]) >= 1)
+    assert (tmp_path / "out" / "overlay.mp4").stat().st_size > 0
+
+
+@pytest.mark.parametrize("video, message", [("9", "could not open camera 9"),
+                                            ("missing.mp4", "video not found")])
+def test_unopenable_live_source_is_a_clear_error(tmp_path, capsys, video, message):
+    args = _setup(tmp_path) + ["--video", video, "--realtime"]
+    assert demo.main(args) == 1
+    assert message in capsys.readouterr().err
