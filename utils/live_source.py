@@ -50,6 +50,21 @@ def _open_capture(video: str):
     return capture
 
 
+class FrameListSource:
+    """Frames already in memory, served in order with the ``LiveSource`` interface (nothing is dropped)."""
+
+    def __init__(self, frames: list[np.ndarray], name: str = "video"):
+        self.name = name
+        self._frames = frames
+        self._next = 0
+
+    def next_frame(self, timeout: float | None = None) -> LiveFrame | None:
+        if self._next >= len(self._frames):
+            return None
+        self._next += 1
+        return LiveFrame(self._frames[self._next - 1], self._next - 1)
+
+
 class LiveSource:
     """The newest frame of a live source; ``realtime`` paces a file at its own frame rate as a camera would.
 

@@ -19,7 +19,7 @@ import torch
 
 from model.inputs import InputError
 from model.trackon_predictor import FrameTracks, Predictor
-from utils.live_source import LiveSource
+from utils.live_source import FrameListSource, LiveSource
 from utils.visualize import TrailRenderer
 
 WINDOW_TITLE = "Track-On2 (press q to stop)"
@@ -81,10 +81,14 @@ class LiveRecording:
         return len(self.tracks) / self.seconds if self.seconds > 0 else 0.0
 
 
-def track_live(source: LiveSource, predictor: Predictor, make_queries: Callable[[int, int], np.ndarray],
-               max_frames: int | None = None, keep_overlay: bool = True, show: bool = False,
-               autocast: contextlib.AbstractContextManager | None = None) -> LiveRecording:
-    """Track ``source`` until it ends or is stopped; ``make_queries(height, width)`` gives the (N, 3) queries."""
+def track_live(source: LiveSource | FrameListSource, predictor: Predictor,
+               make_queries: Callable[[int, int], np.ndarray], max_frames: int | None = None,
+               keep_overlay: bool = True, show: bool = False, autocast: contextlib.AbstractContextManager | None = None,
+               on_frame: Callable[[int], None] | None = None) -> LiveRecording:
+    """Track ``source`` until it ends or is stopped; ``make_queries(height, width)`` gives the (N, 3) queries.
+
+    ``on_frame(count)`` is called after each processed frame (progress reporting).
+    """
     frame = source.next_frame()
     if frame is None:
         raise InputError(f"{source.name}: the source delivered no frame")
@@ -104,6 +108,8 @@ def track_live(source: LiveSource, predictor: Predictor, make_queries: Callable[
             with autocast or contextlib.nullcontext():
                 result = predictor.track_frame(torch.from_numpy(frame.image).permute(2, 0, 1))
             _record(recording, result, frame.index, queries)
+            if on_frame is not None:
+                on_frame(len(recording.tracks))
             if keep_overlay or window.enabled:
                 drawn = renderer.draw(frame.image, result.ids, result.points.float().cpu().numpy(),
                                       result.visible.cpu().numpy())

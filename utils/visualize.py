@@ -14,7 +14,7 @@ def point_colours(count: int, seed: int = 0) -> np.ndarray:
     return np.array([[int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.9, 1.0)] for h in hues], dtype=np.uint8)
 
 
-def _disc(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray) -> None:
+def draw_disc(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray) -> None:
     height, width = frame.shape[:2]
     cx, cy = int(round(x)), int(round(y))
     y0, y1 = max(cy - radius, 0), min(cy + radius + 1, height)
@@ -38,7 +38,7 @@ def draw_frame(frame: np.ndarray, recent_tracks: np.ndarray, recent_visibility: 
         last = age == steps - 1
         fade = 1.0 if last else (age + 1) / steps
         for n in np.flatnonzero(visible):
-            _disc(canvas, *points[n], radius if last else max(1, radius // 2), (colours[n] * fade).astype(np.uint8))
+            draw_disc(canvas, *points[n], radius if last else max(1, radius // 2), (colours[n] * fade).astype(np.uint8))
     return canvas
 
 
@@ -54,7 +54,7 @@ def position_colours(points: np.ndarray, width: int, height: int) -> np.ndarray:
                     dtype=np.uint8).reshape(-1, 3)
 
 
-def _ring(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray) -> None:
+def draw_ring(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray) -> None:
     """A one-pixel circle outline (occluded points)."""
     height, width = frame.shape[:2]
     angles = np.linspace(0, 2 * np.pi, 8 * radius + 8, endpoint=False)
@@ -89,9 +89,9 @@ class TrailRenderer:
             for age, past in enumerate(list(trail)[:-1]):
                 if past is not None:
                     fade = (age + 1) / len(trail)
-                    _disc(canvas, *past, max(1, self.radius // 3), (colour * fade).astype(np.uint8))
+                    draw_disc(canvas, *past, max(1, self.radius // 3), (colour * fade).astype(np.uint8))
             if seen:
-                _disc(canvas, *point, self.radius, colour)
+                draw_disc(canvas, *point, self.radius, colour)
             else:
-                _ring(canvas, *point, self.radius, colour)
+                draw_ring(canvas, *point, self.radius, colour)
         return canvas
