@@ -54,14 +54,17 @@ def position_colours(points: np.ndarray, width: int, height: int) -> np.ndarray:
                     dtype=np.uint8).reshape(-1, 3)
 
 
-def draw_ring(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray) -> None:
-    """A one-pixel circle outline (occluded points)."""
-    height, width = frame.shape[:2]
-    angles = np.linspace(0, 2 * np.pi, 8 * radius + 8, endpoint=False)
-    xs = np.round(x + radius * np.cos(angles)).astype(int)
-    ys = np.round(y + radius * np.sin(angles)).astype(int)
-    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    frame[ys[inside], xs[inside]] = colour
+def draw_ring(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray, width: int = 2) -> None:
+    """A circle outline ``width`` pixels thick (occluded points)."""
+    height, frame_width = frame.shape[:2]
+    cx, cy = int(round(x)), int(round(y))
+    y0, y1 = max(cy - radius, 0), min(cy + radius + 1, height)
+    x0, x1 = max(cx - radius, 0), min(cx + radius + 1, frame_width)
+    if y0 >= y1 or x0 >= x1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    distance = (yy - cy) ** 2 + (xx - cx) ** 2
+    frame[y0:y1, x0:x1][(distance <= radius**2) & (distance > (radius - width) ** 2)] = colour
 
 
 class TrailRenderer:

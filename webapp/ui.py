@@ -28,6 +28,7 @@ from webapp.run import track_clip
 SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "media" / "sample.mp4"
 EXPECTED_ERRORS = (InputError, VideoReadError)
 LOG = logging.getLogger("trackon2.app")
+VIEW_HEIGHT = 360
 CACHE_CLEANUP = (300, 900)  # every 5 min, delete served files (live frames, downloads) older than 15 min
 
 
@@ -173,22 +174,27 @@ def build_app(predictor: Predictor, autocast: contextlib.AbstractContextManager 
         with gr.Tab("Video"):
             clip_state = gr.State(None)
             with gr.Row():
-                upload = gr.File(label="Video file", file_count="single", elem_id="video_upload", scale=3)
-                sample = gr.Button("Use the sample clip", elem_id="sample_button", scale=1)
-            frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False, elem_id="frame_slider")
-            frame_view = gr.Image(label="Click to add a point on this frame", interactive=False, type="numpy",
-                                  format="png", elem_id="frame_view")
-            with gr.Row():
-                undo = gr.Button("Undo", elem_id="undo_button")
-                clear = gr.Button("Clear points", elem_id="clear_button")
-                grid_size = gr.Number(8, label="Grid size", precision=0, minimum=1, elem_id="grid_size")
-                grid = gr.Button("Add grid on this frame", elem_id="grid_button")
-            points_text = gr.Markdown("No video yet.", elem_id="points_text")
-            track = gr.Button("Track", variant="primary", elem_id="track_button")
-            status = gr.Markdown("", elem_id="status")
-            overlay = gr.Video(label="Overlay", interactive=False, elem_id="overlay_video")
-            downloads = gr.File(label="Tracks (NPZ, JSON, CSV)", file_count="multiple", interactive=False,
-                                elem_id="downloads")
+                with gr.Column():
+                    upload = gr.File(label="Video file", file_count="single", height=120, elem_id="video_upload")
+                    sample = gr.Button("Use the sample clip", size="sm", elem_id="sample_button")
+                    frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False,
+                                             elem_id="frame_slider")
+                    frame_view = gr.Image(label="Click to add a point on this frame", interactive=False, type="numpy",
+                                          format="png", height=VIEW_HEIGHT, elem_id="frame_view")
+                    with gr.Row():
+                        undo = gr.Button("Undo", size="sm", elem_id="undo_button")
+                        clear = gr.Button("Clear points", size="sm", elem_id="clear_button")
+                        grid_size = gr.Number(8, label="Grid size", precision=0, minimum=1, min_width=80,
+                                              elem_id="grid_size")
+                        grid = gr.Button("Add grid on this frame", size="sm", elem_id="grid_button")
+                    points_text = gr.Markdown("No video yet.", elem_id="points_text")
+                with gr.Column():
+                    track = gr.Button("Track", variant="primary", elem_id="track_button")
+                    status = gr.Markdown("", elem_id="status")
+                    overlay = gr.Video(label="Overlay (colour = first position; ring = occluded)", interactive=False,
+                                       height=VIEW_HEIGHT, elem_id="overlay_video")
+                    downloads = gr.File(label="Tracks (NPZ, JSON, CSV)", file_count="multiple", interactive=False,
+                                        height=140, elem_id="downloads")
 
             loaded = [clip_state, frame_slider, frame_view, points_text, status]
             upload.upload(app.open_video, upload, loaded)
@@ -207,9 +213,10 @@ def build_app(predictor: Predictor, autocast: contextlib.AbstractContextManager 
                         "the model is busy are skipped, never queued.")
             with gr.Row():
                 camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
-                                  webcam_options=gr.WebcamOptions(mirror=False), elem_id="live_camera")
+                                  webcam_options=gr.WebcamOptions(mirror=False), height=VIEW_HEIGHT,
+                                  elem_id="live_camera")
                 tracked = gr.Image(label="Tracked (click to add a point)", interactive=False, type="numpy",
-                                   format="jpeg", elem_id="live_view")
+                                   format="jpeg", height=VIEW_HEIGHT, elem_id="live_view")
             live_clear = gr.Button("Clear points", elem_id="live_clear_button")
             live_status = gr.Markdown("Not started.", elem_id="live_status")
             camera.stream(app.live_frame, [camera, live_state], [tracked, live_status, live_state],
