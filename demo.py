@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model.checkpoint import CheckpointError, download_released_checkpoint
+from model.checkpoint import CheckpointError
 from model.inputs import InputError
 from model.trackon_predictor import Predictor, get_points_on_a_grid
-from model.vit import BackboneUnavailableError, vit_family
+from model.vit import BackboneUnavailableError
 from utils.config import ConfigError, load_config
 from utils.live_source import LiveSource, is_live_source
 from utils.live_tracking import track_live
+from utils.model_options import resolve_checkpoint
 from utils.video_io import VideoReadError, iter_video_frames, video_fps, write_video
 from utils.visualize import draw_frame, point_colours
 
@@ -45,8 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--show", action="store_true", help="live sources: show the overlay in a window")
     parser.add_argument("--config", default="config/test.yaml", help="model config (YAML)")
     parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file, or 'dinov2' / 'dinov3' for the released weights from the hub "
-                             "(default: the released weights matching the config's vit_backbone)")
+                        help="checkpoint file, 'dinov2' / 'dinov3' for the released weights from the hub, or 'none' "
+                             "for random weights (needs a config with backbone_config) (default: the released "
+                             "weights matching the config's vit_backbone)")
     parser.add_argument("--grid_size", type=int, default=16, help="track a grid_size^2 grid from frame 0")
     parser.add_argument("--queries_json", default=None,
                         help="JSON list of [t, x, y] query points (video pixels) instead of the grid")
@@ -71,12 +73,6 @@ def load_queries(path: str | None, grid_size: int, height: int, width: int) -> n
     if queries.ndim != 2 or queries.shape[1] != 3 or len(queries) == 0:
         raise InputError(f"{path} must hold a non-empty list of [t, x, y] triples, got shape {queries.shape}")
     return queries
-
-
-def resolve_checkpoint(name: str | None, vit_backbone: str) -> Path:
-    if name is None or name in ("dinov2", "dinov3"):
-        return download_released_checkpoint(name or vit_family(vit_backbone))
-    return Path(name)
 
 
 def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:

@@ -67,3 +67,12 @@ def test_unopenable_live_source_is_a_clear_error(tmp_path, capsys, video, messag
     args = _setup(tmp_path) + ["--video", video, "--realtime"]
     assert demo.main(args) == 1
     assert message in capsys.readouterr().err
+
+
+def test_random_weights_and_max_frames_on_a_live_source(tmp_path):
+    args = _setup(tmp_path)
+    args[args.index("--checkpoint") + 1] = "none"
+    clip = _fast_clip(tmp_path, frames=6, fps=6)
+    assert demo.main(args + ["--video", clip, "--realtime", "--max_frames", "2", "--no_video"]) == 0
+    saved = np.load(tmp_path / "out" / "tracks.npz")
+    assert saved["tracks"].shape == (2, 256, 2) and not (tmp_path / "out" / "overlay.mp4").exists()
