@@ -9,7 +9,8 @@ import pytest
 
 import demo
 from tests.test_demo import _setup
-from utils.live_source import LiveSource, is_live_source
+from model.trackon_predictor import Predictor
+from utils.live_source import is_live_source
 from utils.video_io import write_video
 
 
@@ -42,21 +43,21 @@ def test_realtime_file_drops_frames_when_tracking_is_slower(tmp_path, capsys):
 
 
 def test_ctrl_c_stops_and_saves_what_was_tracked(tmp_path, monkeypatch, capsys):
-    clip = _fast_clip(tmp_path, frames=8, fps=8)
-    real_next = LiveSource.next_frame
+    clip = _fast_clip(tmp_path, frames=20, fps=2)
+    real_track_frame = Predictor.track_frame
     calls = []
 
-    def interrupted_on_fourth(self, timeout=None):
+    def interrupted_on_third(self, frame, new_queries=None):
         calls.append(1)
-        if len(calls) == 4:
+        if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_next(self, timeout)
+        return real_track_frame(self, frame, new_queries)
 
-    monkeypatch.setattr(LiveSource, "next_frame", interrupted_on_fourth)
+    monkeypatch.setattr(Predictor, "track_frame", interrupted_on_third)
     assert demo.main(_setup(tmp_path) + ["--video", clip, "--realtime", "--grid_size", "2"]) == 0
     assert "stopped by Ctrl-C" in capsys.readouterr().err
     saved = np.load(tmp_path / "out" / "tracks.npz")
-    assert saved["tracks"].shape == (3, 4, 2) and saved["source_frame"][0] == 0
+    assert saved["tracks"].shape == (2, 4, 2) and saved["source_frame"][0] == 0
     assert np.all(np.diff(saved["source_frame"]) >= 1)
     assert (tmp_path / "out" / "overlay.mp4").stat().st_size > 0
 
