@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, BackboneUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    page = build_app(predictor, autocast_for(args), max_frames=args.max_frames)
+    page = build_app(predictor, lambda: autocast_for(args), max_frames=args.max_frames)
     page.queue().launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=False)
     return 0
 

@@ -1,8 +1,9 @@
 """The web app driven in headless Chromium (Debian's chromium + chromium-driver, via selenium).
 
-One app server (tiny random-weight model, 127.0.0.1 only) serves both tests: the video tab (upload the sample clip, click
-two points on a later frame, track, download the tracks) and the live tab (Chromium's fake camera playing a
-generated .y4m clip). Screenshots of both go to media/. scripts/test.sh installs the browser where it is missing.
+One app server (tiny random-weight model, 127.0.0.1 only) serves both tests: the video tab (upload the sample
+clip, click two points on a later frame, track, download the tracks) and the live tab (Chromium's fake camera
+playing a generated .y4m clip). Screenshots of both go to media/. scripts/test.sh installs the browser where it
+is missing.
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
             _click_pixel(driver, _loaded_image(driver, "#frame_view img"), x, y)
             _wait(driver, lambda d: f"{count} point(s)" in _text(d, "points_text"), f"click {count} was not added")
         _find(driver, "#track_button").click()
-        _wait(driver, lambda d: f"Tracked 2 point(s) through {CLIP_FRAMES} frames" in _text(d, "status"), "tracking did not end")
+        _wait(driver, lambda d: f"Tracked 2 point(s) through {CLIP_FRAMES} frames" in _text(d, "status"),
+              "tracking did not end")
         names = {"tracks.npz", "tracks.json", "tracks.csv"}
         links = _wait(driver, lambda d: {a.get_attribute("download"): a for a in d.find_elements(
             By.CSS_SELECTOR, "#downloads a[download]")} if len(d.find_elements(
@@ -247,7 +249,8 @@ def test_live_tab_tracks_the_webcam_and_adds_clicked_points(app_url, tmp_path):
         _find(driver, "#live_camera button[aria-label='capture photo']").click()
         _wait(driver, lambda d: "frames/s" in _text(d, "live_status"), "no frame came back")
         view = _loaded_image(driver, "#live_view img")
-        assert driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", view) == [160, 120]
+        size = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", view)
+        assert size == [160, 120]
         assert _saturated_pixels(driver) <= 10, "markers drawn before any point was added"
 
         for count, (x, y) in enumerate([(40, 60), (120, 30)], start=1):

@@ -53,7 +53,8 @@ def test_clip_points_undo_clear_grid_and_bad_clicks():
         clip.add_grid(0, 0)
     drawn = Clip("clip", _frames(), fps=8.0)
     drawn.add_point(1, 10, 10)
-    assert np.any(drawn.frame_with_points(1) != drawn.frames[1]) and np.any(drawn.frame_with_points(0) != drawn.frames[0])
+    assert np.any(drawn.frame_with_points(1) != drawn.frames[1])
+    assert np.any(drawn.frame_with_points(0) != drawn.frames[0])
 
 
 def test_load_clip_keeps_at_most_max_frames(tmp_path):
@@ -96,7 +97,7 @@ def test_live_sessions_are_isolated_and_points_can_be_cleared(predictor):
 
 
 def test_handlers_report_bad_input_as_a_message(tmp_path, predictor):
-    app = App(predictor, contextlib.nullcontext(), max_frames=10, work_dir=tmp_path)
+    app = App(predictor, contextlib.nullcontext, max_frames=10, work_dir=tmp_path)
     (tmp_path / "notes.txt").write_text("not a video")
     *_, status = app.open_video(str(tmp_path / "notes.txt"))
     assert status.startswith("⚠️") and "notes.txt" in status

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import time
 from collections import deque
+from typing import Callable
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from model.trackon_predictor import Predictor
 from utils.visualize import TrailRenderer
 
 FPS_WINDOW_SECONDS = 3.0
+AutocastFactory = Callable[[], contextlib.AbstractContextManager]
 
 
 def session_predictor(shared: Predictor) -> Predictor:
@@ -27,9 +29,9 @@ def session_predictor(shared: Predictor) -> Predictor:
 class LiveSession:
     """Tracks webcam frames one at a time; points clicked on the shown frame start on the next frame processed."""
 
-    def __init__(self, shared: Predictor, autocast: contextlib.AbstractContextManager | None = None):
+    def __init__(self, shared: Predictor, make_autocast: AutocastFactory = contextlib.nullcontext):
         self.predictor = session_predictor(shared)
-        self.autocast = autocast or contextlib.nullcontext()
+        self.make_autocast = make_autocast
         self.renderer = TrailRenderer()
         self.frame_size: tuple[int, int] | None = None
         self.frames_processed = 0
@@ -53,7 +55,7 @@ class LiveSession:
             self.predictor.reset()
             self.frame_size = size
         tensor = torch.from_numpy(np.array(frame[..., :3])).permute(2, 0, 1)
-        with self.autocast:
+        with self.make_autocast():
             result = self.predictor.track_frame(tensor)
         self.frames_processed += 1
         now = time.monotonic()

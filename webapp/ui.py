@@ -22,7 +22,7 @@ from model.trackon_predictor import Predictor
 from utils.errors import one_line
 from utils.video_io import VideoReadError
 from webapp.clip import Clip, load_clip
-from webapp.live import LiveSession, session_predictor
+from webapp.live import AutocastFactory, LiveSession, session_predictor
 from webapp.run import track_clip
 
 SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "media" / "sample.mp4"
@@ -67,10 +67,10 @@ def _need_clip(clip: Clip | None) -> Clip:
 class App:
     """Handlers bound to one shared model; all per-user data comes in and goes out through gr.State."""
 
-    def __init__(self, predictor: Predictor, autocast: contextlib.AbstractContextManager, max_frames: int,
+    def __init__(self, predictor: Predictor, make_autocast: AutocastFactory, max_frames: int,
                  work_dir: Path):
         self.predictor = predictor
-        self.autocast = autocast
+        self.make_autocast = make_autocast
         self.max_frames = max_frames
         self.work_dir = work_dir
 
@@ -130,7 +130,8 @@ class App:
             raise InputError("no points to track: click points on a frame or add a grid first")
         total = len(clip.frames)
         progress(0, desc="tracking", total=total, unit="frames")
-        run = track_clip(clip, session_predictor(self.predictor), self.work_dir / uuid.uuid4().hex, self.autocast,
+        run = track_clip(clip, session_predictor(self.predictor), self.work_dir / uuid.uuid4().hex,
+                         self.make_autocast(),
                          on_frame=lambda done: progress(done / total, desc=f"tracking frame {done}/{total}"))
         status = f"Tracked {run.points} point(s) through {run.frames} frames."
         return str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status
@@ -141,7 +142,7 @@ class App:
         """-> annotated frame, live status, session."""
         if frame is None:
             return gr.skip(), gr.skip(), session
-        session = session or LiveSession(self.predictor, self.autocast)
+        session = session or LiveSession(self.predictor, self.make_autocast)
         annotated = session.process(frame)
         return annotated, session.status(), session
 
@@ -163,10 +164,13 @@ class App:
         return session.status(), session
 
 
-def build_app(predictor: Predictor, autocast: contextlib.AbstractContextManager | None = None,
+def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.nullcontext,
               max_frames: int = 300, work_dir: Path | None = None) -> gr.Blocks:
-    """The whole page; ``predictor``'s weights are shared by every session, its stream state by none."""
-    app = App(predictor, autocast or contextlib.nullcontext(), max_frames,
+    """The whole page; ``predictor``'s weights are shared by every session, its stream state by none.
+
+    ``make_autocast()`` gives a fresh autocast context for each run (sessions run concurrently).
+    """
+    app = App(predictor, make_autocast, max_frames,
               work_dir or Path(tempfile.mkdtemp(prefix="trackon2-app-")))
     with gr.Blocks(title="Track-On2", delete_cache=CACHE_CLEANUP) as page:
         gr.Markdown("# Track-On2 point tracking\nClick points on any frame of a video and track them, "
