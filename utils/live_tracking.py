@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from model.inputs import InputError
+from model.inputs import InputError, check_queries
 from model.trackon_predictor import FrameTracks, Predictor
 from utils.live_source import FrameListSource, LiveSource
 from utils.visualize import TrailRenderer
@@ -95,6 +95,8 @@ def track_live(source: LiveSource | FrameListSource, predictor: Predictor,
     height, width = frame.image.shape[:2]
     recording = LiveRecording(queries=make_queries(height, width))
     queries = recording.queries
+    check_queries(torch.from_numpy(queries)[None], 1, None, height, width,
+                  allow_outside=predictor.allow_outside_queries)
     renderer = TrailRenderer()
     window = PreviewWindow(show)
     predictor.reset()
