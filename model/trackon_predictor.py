@@ -217,6 +217,7 @@ class Predictor(nn.Module):
         """``forward_frame`` that also returns the query ids and per-point confidence (see ``FrameTracks``)."""
         frame = self._check_frame(frame)
         height, width = self._frame_size
+        self._check_pending()
         if new_queries is not None:
             self.add_queries(new_queries)
         frame = self._as_model_input(frame)
@@ -247,10 +248,19 @@ class Predictor(nn.Module):
         if not self._pending:
             return
         points = torch.stack([xy for _, xy in self._pending]).unsqueeze(0)
-        self._check_inside(points)
         self._add_queries(points.to(dtype), width, height)
         self._ids.extend(query_id for query_id, _ in self._pending)
         self._pending = []
+
+    def _check_pending(self) -> None:
+        """Queries queued before the first frame must lie in it; if not they are dropped and the error raised."""
+        if not self._pending:
+            return
+        try:
+            self._check_inside(torch.stack([xy for _, xy in self._pending]).unsqueeze(0))
+        except InputError:
+            self._pending = []
+            raise
 
     def _check_frame(self, frame: torch.Tensor) -> torch.Tensor:
         if not isinstance(frame, torch.Tensor):

@@ -103,6 +103,11 @@ def test_a_query_removed_before_its_first_frame_leaves_no_trace(predictor):
 
 
 def test_query_management_errors(predictor):
+    predictor.add_queries(torch.tensor([[WIDTH + 50.0, 1.0]]))
+    with pytest.raises(InputError, match="outside"):
+        predictor.track_frame(_frames(1)[0])
+    assert predictor.query_ids == [] and predictor.track_frame(_frames(1)[0]).ids == []
+    predictor.reset()
     with pytest.raises(InputError, match=r"no query with id\(s\) \[7\]"):
         predictor.remove_queries([7])
     with pytest.raises(InputError, match="shape"):
