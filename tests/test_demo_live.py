@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import demo
 from tests.test_demo import _setup
 from model.trackon_predictor import Predictor
 from utils.live_source import is_live_source
+from utils.live_tracking import PreviewWindow
 from utils.video_io import write_video
 
 
@@ -84,3 +86,26 @@ def test_live_queries_outside_the_frame_are_refused_before_tracking(tmp_path, ca
     clip = _fast_clip(tmp_path, frames=4, fps=4)
     assert demo.main(_setup(tmp_path) + ["--video", clip, "--realtime", "--queries_json", str(tmp_path / "q.json")]) == 1
     assert "outside the 96x72 frame" in capsys.readouterr().err
+
+
+def test_show_without_a_display_warns_and_keeps_tracking(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    clip = _fast_clip(tmp_path, frames=3, fps=3)
+    assert demo.main(_setup(tmp_path) + ["--video", clip, "--realtime", "--show", "--no_video"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("--show needs a display") == 1 and "frame(s) tracked" in err
+
+
+def test_show_with_a_headless_opencv_warns_once(monkeypatch, capsys):
+    import cv2
+
+    def no_gui(*args):
+        raise cv2.error("The function is not implemented")
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", no_gui)
+    window = PreviewWindow(True)
+    assert window.show(np.zeros((4, 4, 3), np.uint8)) and window.show(np.zeros((4, 4, 3), np.uint8))
+    assert not window.enabled and capsys.readouterr().err.count("GUI support") == 1

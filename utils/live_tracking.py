@@ -9,6 +9,7 @@ Ctrl-C; everything tracked until then is returned.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,11 @@ class PreviewWindow:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        no_display = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                              or os.environ.get("WAYLAND_DISPLAY"))
+        if enabled and no_display:
+            print("warning: --show needs a display (DISPLAY is not set); tracking without a window", file=sys.stderr)
+            self.enabled = False
 
     def show(self, rgb: np.ndarray) -> bool:
         """Show a frame; False when the user asked to stop (pressed q)."""
