@@ -2,8 +2,8 @@
 
 One app server (tiny random-weight model, 127.0.0.1 only) serves both tests: the video tab (upload the sample
 clip, click two points on a later frame, track, download the tracks) and the live tab (Chromium's fake camera
-playing a generated .y4m clip). Screenshots of both go to media/. scripts/test.sh installs the browser where it
-is missing.
+playing a generated .y4m clip). APP_SCREENSHOT_DIR=media saves screenshots of both for the README.
+scripts/test.sh installs the browser where it is missing.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1280,1500"]
+                  "--window-size=1280,1050"]
 QUERY_FRAME = 6
 CLICKS = [(250, 150), (120, 230)]
 CLIP_FRAMES = 16
@@ -50,6 +50,11 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
     if os.environ.get("CI"):
         pytest.fail(f"{MISSING}; CI must run the browser tests", pytrace=False)
     pytest.skip(MISSING, allow_module_level=True)
+
+
+def _screenshot_dir(tmp_path: Path) -> Path:
+    """Where screenshots go: $APP_SCREENSHOT_DIR (``media`` refreshes the README's), else the test's tmp dir."""
+    return Path(os.environ.get("APP_SCREENSHOT_DIR", tmp_path))
 
 
 def _free_port() -> int:
@@ -174,7 +179,7 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
         saved = _wait(driver, lambda d: (downloads / "tracks.json").exists() and downloads / "tracks.json",
                       "tracks.json was not downloaded")
         driver.execute_script("window.scrollTo(0, 0)")
-        driver.save_screenshot(str(ROOT / "media" / "app_video.png"))
+        driver.save_screenshot(str(_screenshot_dir(tmp_path) / "app_video.png"))
     finally:
         driver.quit()
 
@@ -188,14 +193,14 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
     assert np.all(np.isfinite(tracks[QUERY_FRAME:]))
 
 
-def _write_y4m(path: Path, frames: int = 40, width: int = 160, height: int = 120) -> None:
+def _write_y4m(path: Path, frames: int = 40, width: int = 320, height: int = 240) -> None:
     """A grey clip with a bright moving square (no saturated colour: the tracks' markers are the only colour)."""
     with path.open("wb") as handle:
         handle.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
         chroma = np.full(2 * (height // 2) * (width // 2), 128, np.uint8).tobytes()
         for t in range(frames):
             luma = np.full((height, width), 60, np.uint8)
-            luma[40:80, 20 + 2 * t: 60 + 2 * t] = 220
+            luma[80:160, 40 + 4 * t: 120 + 4 * t] = 220
             handle.write(b"FRAME\n" + luma.tobytes() + chroma)
 
 
@@ -250,16 +255,16 @@ def test_live_tab_tracks_the_webcam_and_adds_clicked_points(app_url, tmp_path):
         _wait(driver, lambda d: "frames/s" in _text(d, "live_status"), "no frame came back")
         view = _loaded_image(driver, "#live_view img")
         size = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", view)
-        assert size == [160, 120]
+        assert size == [320, 240]
         assert _saturated_pixels(driver) <= 10, "markers drawn before any point was added"
 
-        for count, (x, y) in enumerate([(40, 60), (120, 30)], start=1):
+        for count, (x, y) in enumerate([(80, 120), (240, 60)], start=1):
             _click_live_until_added(driver, x, y, count)
         _wait(driver, lambda d: _saturated_pixels(d) > 10, "the returned frames carry no track markers")
         processed = int(_text(driver, "live_status").split("· ")[-1].split(" ")[0])
         fps = float(_text(driver, "live_status").split(": ")[1].split(" ")[0])
         assert processed >= 3 and fps > 0
-        driver.save_screenshot(str(ROOT / "media" / "app_live.png"))
+        driver.save_screenshot(str(_screenshot_dir(tmp_path) / "app_live.png"))
 
         _find(driver, "#live_clear_button").click()
         _wait(driver, lambda d: "· 0 point(s)" in _text(d, "live_status"), "clearing did not remove the points")

@@ -83,7 +83,8 @@ class App:
         clip = load_clip(path, self.max_frames)
         cut = f" (first {self.max_frames} frames; the app's --max_frames)" if clip.truncated else ""
         status = f"Loaded {clip.name}: {len(clip.frames)} frames of {clip.width}x{clip.height}{cut}."
-        slider = gr.update(minimum=0, maximum=len(clip.frames) - 1, value=0, step=1, interactive=True)
+        last = len(clip.frames) - 1
+        slider = gr.update(minimum=0, maximum=max(last, 1), value=0, step=1, interactive=last > 0)  # min < max
         return clip, slider, clip.frame_with_points(0), clip.describe_points(), status
 
     def open_sample(self):
