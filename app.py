@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from model.checkpoint import CheckpointError
 from model.vit import BackboneUnavailableError
 from utils.config import ConfigError
 from utils.model_options import add_model_arguments, autocast_for, build_predictor
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --max_frames must be at least 1, got {args.max_frames}", file=sys.stderr)
         return 1
     try:
-        import gradio  # noqa: F401
-    except ImportError:
+        from webapp.ui import build_app
+    except ModuleNotFoundError as err:
+        if err.name != "gradio":
+            raise
         print("error: the app needs Gradio: pip install -r requirements-app.txt", file=sys.stderr)
         return 1
-    from webapp.ui import build_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

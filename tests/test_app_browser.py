@@ -270,3 +270,50 @@ def test_live_tab_tracks_the_webcam_and_adds_clicked_points(app_url, tmp_path):
         _wait(driver, lambda d: "· 0 point(s)" in _text(d, "live_status"), "clearing did not remove the points")
     finally:
         driver.quit()
+
+
+def test_live_tab_drops_frames_instead_of_queueing_them(tmp_path, monkeypatch):
+    """With a model slower than the camera (0.4 s a frame, camera 10 frames/s) the page sends a frame only once the
+    previous result is back: the server gets one frame at a time and nothing is left once the page is closed."""
+    import torch
+
+    from model.trackon_predictor import Predictor
+    from webapp.live import LiveSession
+    from webapp.ui import build_app
+
+    calls: list[float] = []
+    real_process = LiveSession.process
+
+    def slow_process(self, frame):
+        calls.append(time.monotonic())
+        time.sleep(0.4)
+        return real_process(self, frame)
+
+    monkeypatch.setattr(LiveSession, "process", slow_process)
+    torch.manual_seed(0)
+    page = build_app(Predictor(tiny_config(), support_grid_size=2), work_dir=tmp_path / "work")
+    port = _free_port()
+    page.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False,
+                        quiet=True)
+    _write_y4m(tmp_path / "clip.y4m")
+    driver = _browser(tmp_path / "profile", ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                                             f"--use-file-for-fake-video-capture={tmp_path / 'clip.y4m'}"])
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        _find(driver, "#live_tab-button").click()
+        _find(driver, "#live_camera div[title='grant webcam access'] button").click()
+        _find(driver, "#live_camera button[aria-label='capture photo']").click()
+        _wait(driver, lambda d: len(calls) >= 1, "no frame reached the server")
+        time.sleep(4)
+        seconds = time.monotonic() - calls[0]
+        fps = float(_text(driver, "live_status").split(": ")[1].split(" ")[0])
+    finally:
+        driver.quit()
+    received = len(calls)
+    time.sleep(2)
+    page.close()
+    # The live event may run 4 at a time: a client that kept sending would get overlapping calls.
+    assert received <= seconds / 0.4 + 2, f"{received} frames in {seconds:.1f} s: frames were queued"
+    assert min(np.diff(calls[:received])) >= 0.35, "a frame was sent before the previous one came back"
+    assert 0 < fps < 3
+    assert len(calls) - received <= 1, "frames kept arriving after the page was closed (a backlog)"
