@@ -31,7 +31,7 @@ from model.vit import BackboneUnavailableError
 from utils.config import ConfigError, load_config
 from utils.live_source import LiveSource, is_live_source
 from utils.live_tracking import track_live
-from utils.model_options import resolve_checkpoint
+from utils.model_options import autocast_for, resolve_checkpoint
 from utils.video_io import VideoReadError, iter_video_frames, video_fps, write_video
 from utils.visualize import draw_frame, point_colours
 
@@ -126,13 +126,11 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
 
 def track_live_source(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:
     """Track a camera, stream or ``--realtime`` file live; writes the overlay at the achieved frame rate."""
-    device = torch.device(args.device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
     with LiveSource(args.video, realtime=args.realtime) as source:
         recording = track_live(source, predictor,
                                lambda height, width: load_queries(args.queries_json, args.grid_size, height, width),
                                max_frames=args.max_frames, keep_overlay=not args.no_video, show=args.show,
-                               autocast=autocast)
+                               autocast=autocast_for(args))
         dropped = source.frames_dropped
     if not recording.tracks:
         raise InputError(f"{args.video}: no frame could be tracked")
