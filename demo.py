@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video", default="media/sample.mp4",
                         help="input video (any format ffmpeg reads), a camera index (0) or an rtsp/http stream URL")
     parser.add_argument("--realtime", action="store_true",
-                        help="play a video file as if it were a live camera (drop frames when tracking is slower)")
+                        help="play a video file (or the URL of one) at its frame rate as if it were a live camera "
+                             "(frames are dropped when tracking is slower)")
     parser.add_argument("--show", action="store_true", help="live sources: show the overlay in a window")
     parser.add_argument("--config", default="config/test.yaml", help="model config (YAML)")
     parser.add_argument("--checkpoint", default=None,

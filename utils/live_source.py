@@ -77,7 +77,7 @@ class LiveSource:
         self._capture = _open_capture(video)
         reported_fps = float(self._capture.get(5) or 0.0)  # cv2.CAP_PROP_FPS
         self.fps = reported_fps if 0 < reported_fps < 1000 else 30.0
-        self._pace = realtime and not video.isdigit() and not video.lower().startswith(STREAM_PREFIXES)
+        self._pace = realtime and not video.isdigit()  # cameras pace themselves; a URL may name a file
         self._condition = threading.Condition()
         self._latest: LiveFrame | None = None
         self._taken = -1
