@@ -72,6 +72,8 @@ SCHEMA: dict[str, _Key] = {
     "seed": _Key(int, 1234),
     "num_workers": _Key(int, 4),
     "iters_per_epoch": _Key((int, type(None)), None),
+    # checkpoint.pt is also written every save_every iterations (None: only at epoch ends)
+    "save_every": _Key((int, type(None)), 500),
     "log_backend": _Key(str, "tensorboard", ("tensorboard", "csv", "wandb", "none")),
 }
 
