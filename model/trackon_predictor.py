@@ -23,7 +23,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from model.checkpoint import load_state_dict_strict, read_checkpoint
-from model.inputs import InputError, check_queries, check_video
+from model.inputs import InputError, check_pixel_values, check_queries, check_video
 from model.trackon import TrackerState, Track_On2
 from utils.config import config_from_mapping
 
@@ -136,6 +136,7 @@ class Predictor(nn.Module):
         self._coords: torch.Tensor | None = None
         self._frame_size: tuple[int, int] | None = None
         self._num_support = 0
+        self._warned_range = False
         self.frame_index = 0
 
     @torch.no_grad()
@@ -149,6 +150,11 @@ class Predictor(nn.Module):
         for all user queries started so far, in the order they were given.
         """
         frame = self._check_frame(frame)
+        if self._warned_range:  # warn about a 0..1 stream once, but check every frame for NaN / inf
+            if not bool(torch.isfinite(frame).all()):
+                raise InputError("frame contains NaN or infinite pixel values")
+        else:
+            self._warned_range = check_pixel_values(frame, "frame")
         height, width = self._frame_size
         frame = self._as_model_input(frame)
         features = self.model.encode(self.model.resize_frames(frame))
@@ -192,6 +198,9 @@ class Predictor(nn.Module):
         if new_queries.dim() != 3 or new_queries.shape[0] != 1 or new_queries.shape[-1] != 2:
             raise InputError(f"new_queries must have shape (n, 2) or (1, n, 2) as (x, y), got "
                              f"{tuple(new_queries.shape)}")
+        if new_queries.shape[1] == 0:
+            raise InputError("new_queries is empty: give at least one (x, y) point, or None when no query starts "
+                             "on this frame")
         height, width = self._frame_size
         with_time = torch.cat([torch.zeros_like(new_queries[..., :1]), new_queries], dim=-1)
         check_queries(with_time.float(), 1, None, height, width, allow_outside=self.allow_outside_queries)
