@@ -68,6 +68,9 @@ def load_tapvid_items(data_root: str | Path, dataset_type: str) -> list[tuple[st
     """(source label, item) pairs of a TAP-Vid dataset, checked for structure."""
     root = Path(data_root)
     items: list[tuple[str, Any]] = []
+    if dataset_type in ("davis", "rgb_stacking") and root.is_dir():
+        raise DatasetFormatError(root, f"TAP-Vid {dataset_type} is one pickle file (such as tapvid_{dataset_type}.pkl), "
+                                       "but this is a folder")
     if dataset_type == "davis":
         data = load_pickle(root)
         if not isinstance(data, dict):
