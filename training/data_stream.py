@@ -44,7 +44,8 @@ def derived_seed(*values: int) -> int:
 
 
 class SeededItems(Dataset):
-    """``dataset[index]`` drawn with torch's RNG seeded by the key's seed (the caller's RNG state is untouched)."""
+    """``dataset[index]`` drawn with torch's RNG seeded by the key's seed (the caller's RNG state is untouched),
+    computed on one thread as in a DataLoader worker (resizing rounds differently on more threads)."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -54,12 +55,16 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            try:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
                 return self.dataset[index]
-            except DatasetFormatError as err:
-                return LoadFailure(err.path, err.problem)
+        except DatasetFormatError as err:
+            return LoadFailure(err.path, err.problem)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def collate_or_failure(items: list[Any]) -> Any:
