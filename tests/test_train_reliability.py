@@ -10,6 +10,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -215,6 +216,27 @@ def test_a_save_path_that_is_a_file_is_one_line(data, tmp_path, capsys):
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is a Linux feature")
 def test_trainer_saves_and_exits_when_the_torchrun_agent_dies(data, tmp_path):
     save_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
@@ -223,18 +245,25 @@ def test_trainer_saves_and_exits_when_the_torchrun_agent_dies(data, tmp_path):
                *_argv(data, save_dir, "--iters_per_epoch", "100000", "--save_every", "100000")]
     agent = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
-    lines = []
+    lines: list[str] = []
     for line in agent.stdout:  # wait until the trainer is past its set-up
         lines.append(line)
         if "Training starts" in line:
             break
+    reader = threading.Thread(target=lambda: lines.extend(agent.stdout), daemon=True)
+    reader.start()
     time.sleep(2)
-    agent.kill()  # SIGKILL: the agent cannot forward anything
+    trainers = _children(agent.pid)
+    agent.kill()  # SIGKILL: the agent cannot forward anything to its trainer
     agent.wait()
     deadline = time.monotonic() + 120
-    for line in agent.stdout:  # the trainer still holds the pipe; EOF once it has exited
-        lines.append(line)
-        assert time.monotonic() < deadline, "the trainer kept running after its agent died"
+    while any(map(_running, trainers)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    orphans = [pid for pid in trainers if _running(pid)]
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert trainers and not orphans, "the trainer kept running after its agent died"
+    reader.join(timeout=10)
     output = "".join(lines)
     assert "interrupted at epoch 0 iteration" in output, output[-2000:]
     saved = _load(save_dir / "checkpoint.pt")
