@@ -73,17 +73,6 @@ def decode_rgb(data: bytes, source: str) -> np.ndarray:
         raise DatasetFormatError(source, f"undecodable image bytes ({exc})") from None
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header only."""
-    path = require_file(path, "image")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DatasetFormatError(path, f"unreadable image ({exc})") from None
-    return height, width
-
-
 def load_pickle(path: str | Path) -> Any:
     """Unpickle a file, reporting truncated or foreign files clearly."""
     path = require_file(path, "pickle")
@@ -108,12 +97,13 @@ def load_npy_dict(path: str | Path) -> dict[str, Any]:
     return value
 
 
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Load every array of a ``.npz`` archive into memory and close the archive."""
+def load_npz(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Load the arrays ``keys`` (every array when None; absent keys are left out) of a ``.npz`` archive into memory
+    and close the archive; the other arrays are never read."""
     path = require_file(path, "annotation")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+            return {key: archive[key] for key in archive.files if keys is None or key in keys}
     except (OSError, ValueError, EOFError) as exc:
         raise DatasetFormatError(path, f"not a readable .npz archive ({exc})") from None
 

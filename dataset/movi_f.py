@@ -53,6 +53,7 @@ class Movi_F_Base(Dataset):
         self.crop_size = (int(args.input_size[0]), int(args.input_size[1]))
         self.frame_sampling = args.frame_sampling
         self.frame_sample_ratio = float(args.frame_sample_ratio)
+        self.random_frames_sorted = bool(getattr(args, "random_frames_sorted", True))
         self.use_augs = use_augs
         self.photometric_augs = photometric_augs
         self.aug_params = aug_params
@@ -154,7 +155,8 @@ class Movi_F_Large(Movi_F_Base):
         if len(frame_paths) != tracks.shape[0]:
             raise DatasetFormatError(frame_dir, f"{len(frame_paths)} frames, but the annotation has {tracks.shape[0]}")
         try:
-            chosen = sample_frame_indices(len(frame_paths), self.T, self.frame_sampling, self.frame_sample_ratio, rng)
+            chosen = sample_frame_indices(len(frame_paths), self.T, self.frame_sampling, self.frame_sample_ratio, rng,
+                                          sort_random=self.random_frames_sorted)
         except ValueError as exc:
             raise DatasetFormatError(frame_dir, str(exc)) from None
         frames = [read_rgb(frame_paths[i]) for i in chosen]

@@ -4,7 +4,8 @@ Frames (``frame_sampling``):
   * ``uniform``: ``T`` frames with stride ``int(frame_sample_ratio)`` from a random start;
   * ``uniform_mixed``: the same with a stride of 1 or 2, chosen with equal probability;
   * ``random``: a window of ``int(frame_sample_ratio * T)`` consecutive frames at a random start, then ``T`` distinct
-    frames of it at random, kept in temporal order.
+    frames of it at random, kept in temporal order (``random_frames_sorted: false``: in the order drawn, as the
+    reference, which thus trains on temporally shuffled clips).
 Where the reference would run out of frames (a stride too long for the video, a window longer than it), the stride
 or window is shortened so that ``T`` frames are always returned.
 
@@ -21,9 +22,10 @@ FRAME_SAMPLINGS = ("uniform", "random", "uniform_mixed")
 
 
 def sample_frame_indices(
-    total: int, num_frames: int, mode: str, ratio: float, rng: np.random.Generator
+    total: int, num_frames: int, mode: str, ratio: float, rng: np.random.Generator, sort_random: bool = True
 ) -> np.ndarray:
-    """Indices of ``num_frames`` frames out of ``total``, increasing in time."""
+    """Indices of ``num_frames`` frames out of ``total``, increasing in time (``random`` frames stay in the order
+    drawn, as in the reference, when ``sort_random`` is False)."""
     if mode not in FRAME_SAMPLINGS:
         raise ValueError(f"frame_sampling must be one of {FRAME_SAMPLINGS}, got {mode!r}")
     if total < num_frames:
@@ -31,7 +33,8 @@ def sample_frame_indices(
     if mode == "random":
         window = min(total, max(num_frames, int(ratio * num_frames)))
         start = int(rng.integers(0, total - window)) if window < total else 0
-        return start + np.sort(rng.choice(window, num_frames, replace=False))
+        drawn = rng.choice(window, num_frames, replace=False)
+        return start + (np.sort(drawn) if sort_random else drawn)
     stride = int(rng.choice([1, 2])) if mode == "uniform_mixed" else max(1, int(ratio))
     if num_frames == total:
         return np.arange(total)

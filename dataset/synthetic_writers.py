@@ -108,7 +108,7 @@ def write_point_odyssey(
     root: str | Path, num_videos: int, seed: int = 0, split: str = "test", **clip_kwargs: Any
 ) -> list[Path]:
     """PointOdyssey: ``root/<split>/<seq>/rgbs/rgb_%05d.jpg`` and ``anno.npz`` with ``trajs_2d`` (T, N, 2) pixels,
-    ``visibs`` (T, N) and ``valids`` (T, N)."""
+    ``visibs`` (T, N) uint8 codes (0 occluded, 1 visible; 2, invalid, is never written) and ``valids`` (T, N)."""
     folders = []
     for i, clip in enumerate(_clips(num_videos, seed, clip_kwargs)):
         folder = Path(root) / split / f"seq_{i:03d}"
@@ -118,7 +118,7 @@ def write_point_odyssey(
         np.savez(
             folder / "anno.npz",
             trajs_2d=clip.tracks,
-            visibs=clip.visibility,
+            visibs=clip.visibility.astype(np.uint8),
             valids=np.ones_like(clip.visibility),
         )
         folders.append(folder)

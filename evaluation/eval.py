@@ -40,7 +40,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluation script for Track-On2")
     parser.add_argument("--model_config_path", default="./config/test.yaml", help="model config YAML")
     parser.add_argument("--dataset_name", required=True, choices=DATASETS, help="evaluation dataset")
-    parser.add_argument("--dataset_path", required=True, help="dataset file or folder")
+    parser.add_argument(
+        "--dataset_path", required=True,
+        help="dataset file or folder (point_odyssey: the split folder, e.g. .../test, or the folder holding test/; "
+        "dynamic_replica: the folder holding valid/)",
+    )
     parser.add_argument("--model_checkpoint_path", required=True, help="model checkpoint (.pth)")
     parser.add_argument("--output_json", default=None, help="write every per-video and final number here")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")

@@ -8,15 +8,13 @@ visibility (1, T, N) bool -- the interface of ``model.trackon_predictor.Predicto
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dataset.file_io import image_size, read_rgb
-from dataset.image_ops import resize_bilinear
+from dataset.point_odyssey import load_resized_video
 from utils.eval_utils import (
     compute_dynamic_replica_metrics,
     compute_point_odyssey_metrics,
@@ -113,25 +111,16 @@ def point_odyssey_queries(gt_tracks: torch.Tensor, gt_visible: torch.Tensor) -> 
     return torch.cat([first[:, None].float(), points], dim=1)[None]
 
 
-def load_point_odyssey_video(rgb_paths: Sequence[str]) -> torch.Tensor:
-    """(1, T, 3, 384, 512) float video of PointOdyssey frames, resized bilinearly as the reference does."""
-    height, width = POINT_ODYSSEY_SIZE
-    frames = [resize_bilinear(read_rgb(path).astype(np.float32), height, width) for path in rgb_paths]
-    video = np.clip(np.round(np.stack(frames)), 0, 255)  # the reference resizes uint8 frames to uint8
-    return torch.from_numpy(video).permute(0, 3, 1, 2).float()[None]
-
-
 def evaluate_point_odyssey_video(predictor: PredictorFn, batch: Mapping[str, Any], device: torch.device) -> dict[str, float]:
     """PointOdyssey item: a mapping with rgb_paths (T paths), trajs (1,T,N,2) xy pixels of the original frames,
     visibs and valids (1,T,N). Frames are resized to 384x512 and the tracks scaled to match."""
-    rgb_paths = batch["rgb_paths"]
-    original_height, original_width = image_size(rgb_paths[0])
+    video, (original_height, original_width) = load_resized_video(batch["rgb_paths"], POINT_ODYSSEY_SIZE)
     height, width = POINT_ODYSSEY_SIZE
     scale = torch.tensor([width / original_width, height / original_height], dtype=torch.float32)
     gt_tracks = batch["trajs"].float() * scale
     gt_visible, valids = batch["visibs"].float(), batch["valids"].float()
     queries = point_odyssey_queries(gt_tracks, gt_visible)
-    pred_tracks, _ = predictor(load_point_odyssey_video(rgb_paths).to(device), queries.to(device))
+    pred_tracks, _ = predictor(video.to(device), queries.to(device))
     return compute_point_odyssey_metrics(pred_tracks.cpu(), gt_tracks, gt_visible, valids, height, width)
 
 

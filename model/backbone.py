@@ -34,6 +34,7 @@ class Backbone(nn.Module):
             vit_upsample_factor=args.vit_upsample_factor,
             backbone_config=getattr(args, "backbone_config", None),
             with_cp=bool(args.grad_checkpoint),
+            vit_train_mode=bool(getattr(args, "frozen_vit_train_mode", False)),
         )
         width = self.vit_encoder.embed_dim
         self.projections = nn.ModuleList([nn.Sequential(nn.Linear(width, self.D)) for _ in range(4)])

@@ -10,10 +10,15 @@ from model.msda import MultiScaleDeformableAttention
 
 
 class _FeedForward(nn.Module):
-    """The post-norm ReLU feed-forward half shared by both attention blocks (keeps the reference's names)."""
+    """The post-norm ReLU feed-forward half shared by both attention blocks (keeps the reference's names).
 
-    def __init__(self, hidden_size: int, p_drop: float):
+    The attention module ``mha`` is registered first, as in the reference, so that parameters and optimizer states
+    are listed in the reference's order.
+    """
+
+    def __init__(self, hidden_size: int, p_drop: float, mha: nn.Module):
         super().__init__()
+        self.mha = mha
         self.linear1 = nn.Linear(hidden_size, 4 * hidden_size)
         self.dropout = nn.Dropout(p_drop)
         self.linear2 = nn.Linear(4 * hidden_size, hidden_size)
@@ -33,8 +38,8 @@ class MHA_Block(_FeedForward):
     """Post-norm multi-head attention block; a query whose keys are all masked receives no attention update."""
 
     def __init__(self, hidden_size: int, num_heads: int, attn_drop: float = 0.1, mlp_drop: float = 0.1):
-        super().__init__(hidden_size, mlp_drop)
-        self.mha = nn.MultiheadAttention(hidden_size, num_heads, attn_drop, batch_first=True)
+        mha = nn.MultiheadAttention(hidden_size, num_heads, attn_drop, batch_first=True)
+        super().__init__(hidden_size, mlp_drop, mha)
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
@@ -52,8 +57,8 @@ class DMSMHA_Block(_FeedForward):
     """Post-norm deformable multi-scale attention block (the attention's own residual is kept, as in mmcv)."""
 
     def __init__(self, hidden_size: int, num_heads: int, num_levels: int, p_drop: float = 0.1):
-        super().__init__(hidden_size, p_drop)
-        self.mha = MultiScaleDeformableAttention(hidden_size, num_heads, num_levels, num_points=4, dropout=p_drop)
+        mha = MultiScaleDeformableAttention(hidden_size, num_heads, num_levels, num_points=4, dropout=p_drop)
+        super().__init__(hidden_size, p_drop, mha)
 
     def forward(
         self,

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -36,15 +37,25 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or does not match the model."""
 
 
+def _numpy_scalar_globals() -> list[Any]:
+    """What unpickling numpy float/int scalars needs (the reference's trainer saves its best scores as numpy
+    float64), under numpy 1 and numpy 2 module names."""
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    dtype_classes = [type(np.dtype(kind)) for kind in (np.float64, np.float32, np.int64)]
+    return [np.dtype, *dtype_classes, (scalar, "numpy.core.multiarray.scalar"),
+            (scalar, "numpy._core.multiarray.scalar")]
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file on the CPU (tensors only, no pickled code)."""
+    """Load a checkpoint file on the CPU (tensors, plain values and numpy scalars only, no pickled code)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint file (.pt / .pth)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         reason = one_line(err)
         reason = reason if len(reason) <= 200 else reason[:200] + "..."

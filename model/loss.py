@@ -17,10 +17,12 @@ TEMPERATURE = 0.05
 UNCERTAIN_DISTANCE = 12.0
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over the entries where ``mask`` is 1 (NaN-free: 0 when the mask is empty)."""
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor, nan_when_empty: bool = False) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` is 1; an empty mask gives 0, or NaN (0 / 0, the reference)
+    with ``nan_when_empty``."""
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1)
+    count = mask.sum()
+    return (values * mask).sum() / (count if nan_when_empty else count.clamp(min=1))
 
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -33,6 +35,7 @@ class Loss_Function(nn.Module):
         self.H, self.W = args.input_size
         self.Wf, self.Hf = self.W // STRIDE, self.H // STRIDE
         self.lambda_patch_cls = float(args.lambda_patch_cls)
+        self.nan_when_empty = getattr(args, "empty_mask_loss", "zero") == "nan"
 
     def forward(
         self,
@@ -57,7 +60,7 @@ class Loss_Function(nn.Module):
         layers = out["O"].shape[2]
         l_o = sum(self.offset_loss(out["O"][:, :, i], out["P_patch"], gt_tracks, point_mask)
                   for i in range(layers)) / layers
-        l_vis = _masked_mean(
+        l_vis = self.masked_mean(
             F.binary_cross_entropy_with_logits(_at_least_float32(out["V_logit"]),
                                                visible.to(_at_least_float32(out["V_logit"]).dtype),
                                                reduction="none"),
@@ -73,6 +76,10 @@ class Loss_Function(nn.Module):
         l_rank = self.rank_loss(out["S_logit_top_k"], out["P_patch_top_k"], gt_tracks, point_mask)
         return l_p, l_p2, l_vis, l_o, l_u, l_topk_u, l_rank
 
+    def masked_mean(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean over ``mask``; over an empty mask 0, or NaN with ``empty_mask_loss: nan`` (the reference)."""
+        return _masked_mean(values, mask, self.nan_when_empty)
+
     def patch_indices(self, points: torch.Tensor) -> torch.Tensor:
         """Flat stride-4 patch index of each (x, y) point; points outside the frame map to patch 0."""
         col = torch.floor(points[..., 0] / STRIDE).long()
@@ -83,33 +90,30 @@ class Loss_Function(nn.Module):
     def patch_classification_loss(self, scores: torch.Tensor, gt_tracks: torch.Tensor,
                                   point_mask: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of correlation scores / 0.05 against the ground-truth patch, x lambda_patch_cls."""
-        logits = _at_least_float32(scores).flatten(0, 2) / TEMPERATURE
+        logits = _at_least_float32(scores.flatten(0, 2) / TEMPERATURE)  # divided in the input dtype, as the reference
         targets = self.patch_indices(gt_tracks).flatten()
         loss = F.cross_entropy(logits, targets, reduction="none")
-        return _masked_mean(loss, point_mask.flatten()) * self.lambda_patch_cls
+        return self.masked_mean(loss, point_mask.flatten()) * self.lambda_patch_cls
 
-    @staticmethod
-    def offset_loss(offsets: torch.Tensor, p_patch: torch.Tensor, gt_tracks: torch.Tensor,
+    def offset_loss(self, offsets: torch.Tensor, p_patch: torch.Tensor, gt_tracks: torch.Tensor,
                     point_mask: torch.Tensor) -> torch.Tensor:
         """L1 between predicted and true offsets from the patch centre, clamped to [0, 8] per point."""
         error = (offsets - (gt_tracks - p_patch)).abs().sum(-1)
-        return _masked_mean(error.clamp(0, 2 * STRIDE), point_mask)
+        return self.masked_mean(error.clamp(0, 2 * STRIDE), point_mask)
 
-    @staticmethod
-    def uncertainty_loss(logits: torch.Tensor, points: torch.Tensor, gt_tracks: torch.Tensor, visible: torch.Tensor,
-                         after_query: torch.Tensor) -> torch.Tensor:
+    def uncertainty_loss(self, logits: torch.Tensor, points: torch.Tensor, gt_tracks: torch.Tensor,
+                         visible: torch.Tensor, after_query: torch.Tensor) -> torch.Tensor:
         """BCE: a prediction is 'uncertain' if it is over 12 px from the truth or the point is hidden."""
         distance = (points - gt_tracks).pow(2).sum(-1).sqrt()
         logits = _at_least_float32(logits)
         uncertain = ((distance > UNCERTAIN_DISTANCE) | ~visible).to(logits.dtype)
         loss = F.binary_cross_entropy_with_logits(logits, uncertain, reduction="none")
-        return _masked_mean(loss, after_query)
+        return self.masked_mean(loss, after_query)
 
-    @staticmethod
-    def rank_loss(scores: torch.Tensor, candidates: torch.Tensor, gt_tracks: torch.Tensor,
+    def rank_loss(self, scores: torch.Tensor, candidates: torch.Tensor, gt_tracks: torch.Tensor,
                   point_mask: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the K candidate scores against the candidate nearest to the truth."""
         distances = torch.norm(candidates - gt_tracks.unsqueeze(-2), dim=-1)
         best = distances.argmin(dim=-1).flatten()
         loss = F.cross_entropy(_at_least_float32(scores).flatten(0, 2), best, reduction="none")
-        return _masked_mean(loss, point_mask.flatten())
+        return self.masked_mean(loss, point_mask.flatten())

@@ -154,6 +154,7 @@ class ViTAdapter(nn.Module):
         backbone_config: Mapping[str, Any] | None = None,
         with_cp: bool = False,
         conv_inplane: int = 64,
+        vit_train_mode: bool = False,
     ):
         super().__init__()
         self.family = vit_family(vit_backbone)
@@ -161,6 +162,7 @@ class ViTAdapter(nn.Module):
         self.patch_size = vit_patch_size(self.vit)
         self.vit_upsample_factor = float(vit_upsample_factor)
         self.with_cp = with_cp
+        self.vit_train_mode = vit_train_mode
         self.embed_dim = int(self.vit.config.hidden_size)
         num_blocks = len(vit_blocks(self.vit))
         if num_blocks != 12:
@@ -194,9 +196,11 @@ class ViTAdapter(nn.Module):
         nn.init.normal_(self.level_embed)
 
     def train(self, mode: bool = True) -> "ViTAdapter":
-        """The frozen ViT always stays in eval mode (no dropout, no position-embedding augmentation)."""
+        """The frozen ViT stays in eval mode (no dropout, no DINOv3 position-embedding augmentation) unless
+        ``vit_train_mode`` (config ``frozen_vit_train_mode``) lets it follow ``mode`` as in the reference."""
         super().train(mode)
-        self.vit.eval()
+        if not self.vit_train_mode:
+            self.vit.eval()
         return self
 
     def vit_input_size(self, height: int, width: int) -> tuple[int, int]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.point_odyssey import PointOdysseyDataset
+from dataset.point_odyssey import PointOdysseyDataset, load_resized_video
 from dataset.synthetic import write_point_odyssey
-from evaluation.evaluator import VideoResult, evaluate, load_point_odyssey_video, point_odyssey_queries
+from evaluation.evaluator import VideoResult, evaluate, point_odyssey_queries
 from evaluation.report import accumulate, final_lines, write_json
 from utils.eval_utils import (
     compute_dynamic_replica_metrics,
@@ -75,11 +75,12 @@ def test_point_odyssey_evaluation_on_written_files(tmp_path) -> None:
     po = evaluate(StaticPredictor(), dataset, "point_odyssey", [0], torch.device("cpu"), show_progress=False)[0]
     item = dataset[0]
     scale = torch.tensor([512 / 64, 384 / 48])
-    tracks, visible, valids = item["trajs"][None] * scale, item["visibs"][None], item["valids"][None]
+    tracks, visible, valids = item["trajs"].float()[None] * scale, item["visibs"][None], item["valids"][None]
     queries = point_odyssey_queries(tracks, visible)
     pred = queries[:, None, :, 1:].expand(1, 10, -1, 2)
     assert po.metrics == compute_point_odyssey_metrics(pred, tracks, visible, valids, 384, 512)
-    assert load_point_odyssey_video(item["rgb_paths"]).shape == (1, 10, 3, 384, 512)
+    video, original_size = load_resized_video(item["rgb_paths"], (384, 512))
+    assert video.shape == (1, 10, 3, 384, 512) and original_size == (48, 64)
 
 
 def test_unknown_dataset_is_rejected() -> None:

@@ -9,6 +9,8 @@ A checkpoint is a dict readable with ``torch.load(..., weights_only=True)`` (so 
     epoch_iteration   the steps already taken in ``epoch`` (0 at an epoch's end; > 0 in a mid-epoch checkpoint)
     best_aj, best_oa, best_delta_avg   [epoch, score] of the best evaluation so far ([-1, -1] before any)
     args        the run's config as a plain dict
+    parameter_order   "reference": the optimizer state lists parameters in the reference's order (older files
+                lack it and are renumbered on resume, see training.reference_checkpoint)
 
 File names as the reference: ``checkpoint.pt`` every epoch (and every ``save_every`` iterations, or on SIGINT/SIGTERM,
 within one), ``best_aj.pt``, ``best_oa.pt`` and ``best_delta.pt`` when the respective score improves.
@@ -24,7 +26,10 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import CheckpointError, load_state_dict_strict, read_checkpoint
+from model.checkpoint import CheckpointError, load_state_dict_strict
+from training.reference_checkpoint import (PARAMETER_ORDER, PARAMETER_ORDER_KEY, check_optimizer_state,
+                                           check_reference_layout, is_reference_layout, read_training_checkpoint,
+                                           upgrade_legacy_optimizer_state)
 
 LAST_NAME = "checkpoint.pt"
 BEST_NAMES = {"aj": "best_aj.pt", "oa": "best_oa.pt", "delta_avg": "best_delta.pt"}
@@ -110,6 +115,7 @@ def make_checkpoint(
         "best_oa": list(best["oa"]),
         "best_delta_avg": list(best["delta_avg"]),
         "args": _plain(vars(args)) if args is not None else None,
+        PARAMETER_ORDER_KEY: PARAMETER_ORDER,
     }
 
 
@@ -167,14 +173,19 @@ def restore(
     """Load a training checkpoint into the (unwrapped) model, optimizer, scheduler and scaler.
 
     The model must match (a ``module.`` prefix is accepted; the frozen ViT may be absent, as in released weights). A checkpoint without optimizer state (e.g.
-    released weights) only initialises the model. Returns the run variables: epoch, iteration, epoch_iteration,
-    the best scores and the saved config (``args``, None when absent).
+    released weights) only initialises the model. Checkpoints written by the reference's trainer are accepted too
+    (``training.reference_checkpoint``). Returns the run variables: epoch, iteration, epoch_iteration, the best
+    scores and the saved config (``args``, None when absent).
     """
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_training_checkpoint(path)
+    if is_reference_layout(checkpoint):
+        check_reference_layout(checkpoint, str(path))
     load_state_dict_strict(model, checkpoint, source=str(path))
     run = {"epoch": 0, "iteration": 0, "epoch_iteration": 0, "best": initial_best(), "args": None}
     if not isinstance(checkpoint.get("optimizer"), dict):
         return run
+    upgrade_legacy_optimizer_state(checkpoint, optimizer, model)
+    check_optimizer_state(checkpoint["optimizer"], optimizer, model, str(path))
     try:
         optimizer.load_state_dict(checkpoint["optimizer"])
         if checkpoint.get("scheduler") is not None:

@@ -68,6 +68,17 @@ def _finite(name: str, value: float) -> float:
     return value
 
 
+def logged_values(losses: Mapping[str, float], style: str) -> tuple[dict[str, float], float]:
+    """The loss terms and the total to log. ``sum``: the terms as they are and their sum (the objective).
+    ``reference``: as the reference's wandb log, NaN terms as 0 and the total L_p + L_p + L_vis + L_o + L_u +
+    L_topk_u + L_topk_rank (L_p counted twice, L_p2 left out)."""
+    values = {name: _finite(name, float(losses[name])) for name in LOSS_NAMES}
+    if style == "sum":
+        return values, sum(values.values())
+    values = {name: 0.0 if math.isnan(value) else value for name, value in values.items()}
+    return values, sum(values.values()) - values["L_p2"] + values["L_p"]
+
+
 class TrainingLogger:
     """Writes one record per iteration and one per evaluation; a no-op on ranks other than 0."""
 
@@ -75,6 +86,7 @@ class TrainingLogger:
                  resume_epoch: int = 0) -> None:
         """``resume_iteration`` / ``resume_epoch``: where a resumed run starts; later records are dropped."""
         self.backend = args.log_backend if rank == 0 else "none"
+        self.total_style = getattr(args, "logged_total_loss", "sum")
         self.save_dir = Path(args.model_save_path)
         self._writer: Any = None
         self._csv_file: Any = None
@@ -114,11 +126,11 @@ class TrainingLogger:
             wandb.define_metric("Evaluation/*", step_metric="epoch")
 
     def log_iteration(self, iteration: int, epoch: int, losses: Mapping[str, float], lr: float, seconds: float) -> None:
-        """Record the loss terms (python floats), their sum, the learning rate and the step time."""
+        """Record the loss terms (python floats), their total (``logged_total_loss``), the learning rate and the step
+        time."""
         if self.backend == "none":
             return
-        values = {name: _finite(name, float(losses[name])) for name in LOSS_NAMES}
-        total = sum(values.values())
+        values, total = logged_values(losses, self.total_style)
         if self._writer is not None:
             for name, value in values.items():
                 self._writer.add_scalar(LOSS_TAGS[name], value, iteration)

@@ -30,6 +30,11 @@ def _effect(key: str) -> str:
     return "the new value takes effect"
 
 
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so that a value read back from a checkpoint compares equal to the config's."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def changed_settings(saved: Mapping[str, Any] | None, current: argparse.Namespace) -> list[str]:
     """One warning line per config key whose value differs from the checkpoint's (none when it saved no config)."""
     if not saved:
@@ -38,9 +43,7 @@ def changed_settings(saved: Mapping[str, Any] | None, current: argparse.Namespac
     for key, value in sorted(vars(current).items()):
         if key in IGNORED_KEYS or key not in saved:
             continue
-        old = saved[key]
-        if isinstance(value, tuple):
-            value = list(value)
+        old, value = _plain(saved[key]), _plain(value)
         if old != value:
             lines.append(f"warning: resuming with {key}={value!r}, but the checkpoint was trained with "
                          f"{key}={old!r}: {_effect(key)}")

@@ -273,7 +273,7 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
     # === Model & optimisation ===
     model = Track_On2(args).to(info.device)
     optimizer = build_optimizer(model, args)
-    scheduler = build_scheduler(optimizer, iters, args.epoch_num)
+    scheduler = build_scheduler(optimizer, iters, args.epoch_num, args.min_warmup_steps)
     amp = bool(args.amp) and info.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if amp else None
     total, trainable = count_parameters(model)

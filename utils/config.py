@@ -82,6 +82,12 @@ SCHEMA: dict[str, _Key] = {
     # checkpoint.pt is also written every save_every iterations (None: only at epoch ends)
     "save_every": _Key((int, type(None)), 500),
     "log_backend": _Key(str, "tensorboard", ("tensorboard", "csv", "wandb", "none")),
+    # switches restoring the reference's behaviour where ours deliberately differs (README: "Deviations")
+    "frozen_vit_train_mode": _Key(bool, False),
+    "random_frames_sorted": _Key(bool, True),
+    "empty_mask_loss": _Key(str, "zero", ("zero", "nan")),
+    "min_warmup_steps": _Key(int, 1),
+    "logged_total_loss": _Key(str, "sum", ("sum", "reference")),
 }
 
 
@@ -99,6 +105,8 @@ def _check_value(key: str, value: Any, spec: _Key, source: str) -> Any:
             raise ConfigError(f"{source}: 'input_size' must be [H, W] with two positive integers, got {value!r}")
         if value[0] % 32 or value[1] % 32:
             raise ConfigError(f"{source}: 'input_size' {value} must be divisible by 32 (the adapter's coarsest stride)")
+    if key == "min_warmup_steps" and value < 0:
+        raise ConfigError(f"{source}: 'min_warmup_steps' must be 0 (the reference) or more, got {value}")
     if key == "backbone_config" and value is not None and "model_type" not in value:
         raise ConfigError(f"{source}: 'backbone_config' must be a Hugging Face config dict with a 'model_type'")
     return list(value) if isinstance(value, list) else value
