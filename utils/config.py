@@ -130,7 +130,8 @@ def _check_ranges(config: Mapping[str, Any], source: str) -> None:
 
 def _check_backbone_config(backbone: Mapping[str, Any], vit_backbone: str, source: str) -> None:
     """A backbone_config must describe the ViT family of ``vit_backbone`` with option names transformers knows
-    (transformers silently accepts any name, so a typo would build a different ViT)."""
+    for a DINO ViT (transformers silently accepts any name, so a typo would build a different ViT). Names of either
+    family are accepted: exported configs carry some of the other's (DINOv2 files hold ``intermediate_size``)."""
     wanted = VIT_MODEL_TYPES.get(vit_backbone.split("_")[0])
     model_type = backbone["model_type"]
     if model_type != wanted:
@@ -140,16 +141,16 @@ def _check_backbone_config(backbone: Mapping[str, Any], vit_backbone: str, sourc
 
     import transformers
 
-    config_class = transformers.CONFIG_MAPPING[model_type]
-    known = (set(config_class().to_dict()) | set(inspect.signature(config_class.__init__).parameters)
-             | set(transformers.PretrainedConfig().to_dict()) | {"torch_dtype"})
+    known = set(transformers.PretrainedConfig().to_dict()) | {"torch_dtype"}
+    for config_class in (transformers.CONFIG_MAPPING[name] for name in VIT_MODEL_TYPES.values()):
+        known |= set(config_class().to_dict()) | set(inspect.signature(config_class.__init__).parameters)
     unknown = sorted(set(backbone) - known)
     if unknown:
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise ConfigError(f"{source}: unknown backbone_config key(s) {', '.join(hints)} for model_type {model_type!r}")
+        raise ConfigError(f"{source}: unknown backbone_config key(s) {', '.join(hints)}")
 
 
 def config_from_mapping(values: Mapping[str, Any], source: str = "config") -> argparse.Namespace:
