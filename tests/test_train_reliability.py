@@ -268,3 +268,19 @@ def test_trainer_saves_and_exits_when_the_torchrun_agent_dies(data, tmp_path):
     assert "interrupted at epoch 0 iteration" in output, output[-2000:]
     saved = _load(save_dir / "checkpoint.pt")
     assert saved["epoch"] == 0 and saved["epoch_iteration"] == saved["iteration"] > 0
+
+
+def test_ctrl_c_under_torchrun_still_saves_but_a_repeated_signal_stops_at_once(capsys):
+    from training.interrupts import StopRequests
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequests() as stop:  # torchrun on Ctrl-C: SIGINT from the terminal, then SIGTERM from the agent
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.agreed(torch.device("cpu"), distributed=False) == signal.SIGINT
+    assert "SIGINT received: finishing the current iteration to save a checkpoint" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+        with StopRequests():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handlers are back

@@ -1,8 +1,9 @@
 """SIGINT (Ctrl-C) and SIGTERM (cluster pre-emption, torchrun shutting down) end training cleanly.
 
 The first signal only raises a flag: the trainer finishes the current iteration, saves a checkpoint and stops with
-``TrainingInterrupted``. A second signal stops at once. Under torchrun every rank agrees on the flag each iteration,
-so all ranks stop after the same iteration.
+``TrainingInterrupted``. The same signal a second time stops at once. (Ctrl-C under torchrun delivers SIGINT from
+the terminal and then SIGTERM from the agent; that pair still saves.) Under torchrun every rank agrees on the flag
+each iteration, so all ranks stop after the same iteration.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class StopRequests:
         self._previous.clear()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
-        if self.signal_number:
+        if number == self.signal_number:
             raise KeyboardInterrupt
+        if self.signal_number:
+            return
         self.signal_number = number
         print(f"\n{signal.Signals(number).name} received: finishing the current iteration to save a checkpoint "
               "(send it again to stop at once)", file=sys.stderr, flush=True)
