@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from evaluation.device import parse_device
 from model.checkpoint import CheckpointError
 from model.vit import BackboneUnavailableError
 from utils.config import ConfigError
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.max_frames < 1:
         print(f"error: --max_frames must be at least 1, got {args.max_frames}", file=sys.stderr)
+        return 1
+    try:
+        args.device = str(parse_device(args.device))
+    except ValueError as err:
+        print(f"error: --device: {err}", file=sys.stderr)
         return 1
     try:
         from webapp.ui import build_app

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from evaluation.device import parse_device
 from model.checkpoint import CheckpointError
 from model.inputs import InputError
 from model.trackon_predictor import Predictor, get_points_on_a_grid
@@ -57,9 +58,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--no_video", action="store_true", help="do not write the overlay video")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    return args
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject unusable values before any model is built (``parser.error`` exits with one line)."""
+    if args.grid_size < 1:
+        parser.error(f"--grid_size must be at least 1, got {args.grid_size}")
+    if args.support_grid_size < 0:
+        parser.error(f"--support_grid_size must be 0 (no support points) or more, got {args.support_grid_size}")
+    if args.max_frames is not None and args.max_frames < 1:
+        parser.error(f"--max_frames must be at least 1, got {args.max_frames}")
+    try:
+        args.device = str(parse_device(args.device))
+    except ValueError as err:
+        parser.error(f"--device: {err}")
+    for folder in (Path(args.output_dir), *Path(args.output_dir).parents):
+        if folder.exists():
+            if not folder.is_dir():
+                parser.error(f"--output_dir {args.output_dir}: {folder} is a file, not a folder")
+            break
 
 
 def load_queries(path: str | None, grid_size: int, height: int, width: int) -> np.ndarray:
@@ -68,12 +90,34 @@ def load_queries(path: str | None, grid_size: int, height: int, width: int) -> n
         grid = get_points_on_a_grid(grid_size, (height, width))[0].numpy()
         return np.concatenate([np.zeros((len(grid), 1), np.float32), grid], axis=1)
     try:
-        queries = np.asarray(json.loads(Path(path).read_text()), dtype=np.float32)
+        values = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"could not read queries from {path}: {err}") from err
-    if queries.ndim != 2 or queries.shape[1] != 3 or len(queries) == 0:
-        raise InputError(f"{path} must hold a non-empty list of [t, x, y] triples, got shape {queries.shape}")
+    shape_error = InputError(f"{path} must hold a non-empty JSON list of [t, x, y] triples (t: start frame, x, y: "
+                             f"pixels), got {json.dumps(values)[:80]}")
+    if not isinstance(values, list) or not values:
+        raise shape_error
+    try:
+        queries = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise shape_error from None
+    if queries.ndim != 2 or queries.shape[1] != 3:
+        raise shape_error
+    if not np.isfinite(queries).all():
+        raise InputError(f"{path}: queries contain NaN or infinite values")
+    times = queries[:, 0]
+    bad = (times < 0) | (times != np.round(times))
+    if bad.any():
+        raise InputError(f"{path}: start frames must be non-negative integers, got {times[bad][:5].tolist()}")
     return queries
+
+
+def check_query_frames(queries: np.ndarray, num_frames: int, source: str) -> None:
+    """Every query must start on a frame that was tracked (else its track would be all zeros)."""
+    late = queries[:, 0] >= num_frames
+    if late.any():
+        raise InputError(f"{int(late.sum())} query point(s) start at frame(s) {sorted(set(queries[late, 0].astype(int).tolist()))[:5]}, "
+                         f"after the last tracked frame of {source} ({num_frames} frame(s), frames 0..{num_frames - 1})")
 
 
 def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:
@@ -82,6 +126,8 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
     first = next(frames)
     height, width = first.shape[:2]
     queries = load_queries(args.queries_json, args.grid_size, height, width)
+    if args.max_frames is not None:
+        check_query_frames(queries, args.max_frames, f"--max_frames {args.max_frames}")
     order = np.argsort(queries[:, 0], kind="stable")
     colours = point_colours(len(queries))
     fps = video_fps(args.video)
@@ -122,6 +168,11 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
     result = {"queries": queries, "tracks": np.stack(tracks), "visibility": np.stack(visibility)}
     if overlay is not None:
         write_video(output_dir / "overlay.mp4", overlay, fps=fps)
+    save_results(result, output_dir)
+    try:
+        check_query_frames(queries, len(tracks), args.video)
+    except InputError as err:
+        raise InputError(f"{err}; the tracks of the other queries are saved in {output_dir}/") from None
     return result
 
 
@@ -140,10 +191,17 @@ def track_live_source(args: argparse.Namespace, predictor: Predictor, output_dir
           f"{dropped} dropped", file=sys.stderr)
     if recording.overlay:
         write_video(output_dir / "overlay.mp4", recording.overlay, fps=max(recording.achieved_fps, 1.0))
-    return recording.as_arrays()
+    result = recording.as_arrays()
+    save_results(result, output_dir)
+    try:
+        check_query_frames(recording.queries, len(recording.tracks), args.video)
+    except InputError as err:
+        raise InputError(f"{err}; the tracks of the other queries are saved in {output_dir}/") from None
+    return result
 
 
 def save_results(result: dict[str, np.ndarray], output_dir: Path) -> None:
+    """tracks.npz and tracks.json (queries, tracks, visibility) in ``output_dir``."""
     np.savez_compressed(output_dir / "tracks.npz", **result)
     as_lists = {key: value.tolist() for key, value in result.items()}
     (output_dir / "tracks.json").write_text(json.dumps(as_lists))
@@ -165,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, BackboneUnavailableError, VideoReadError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    save_results(result, output_dir)
     frames, points = result["visibility"].shape
     print(f"tracked {points} points through {frames} frames; results in {output_dir}/")
     return 0

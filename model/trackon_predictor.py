@@ -27,7 +27,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from model.checkpoint import load_state_dict_strict, read_checkpoint
-from model.inputs import InputError, check_queries, check_video
+from model.inputs import InputError, check_pixel_values, check_queries, check_video
 from model.trackon import TrackerState, Track_On2
 from utils.config import config_from_mapping
 
@@ -153,6 +153,7 @@ class Predictor(nn.Module):
         self._ids: list[int] = []
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._next_id = 0
+        self._warned_range = False
         self.frame_index = 0
 
     @property
@@ -216,6 +217,11 @@ class Predictor(nn.Module):
     def track_frame(self, frame: torch.Tensor, new_queries: torch.Tensor | None = None) -> FrameTracks:
         """``forward_frame`` that also returns the query ids and per-point confidence (see ``FrameTracks``)."""
         frame = self._check_frame(frame)
+        if self._warned_range:  # warn about a 0..1 stream once, but check every frame for NaN / inf
+            if not bool(torch.isfinite(frame).all()):
+                raise InputError("frame contains NaN or infinite pixel values")
+        else:
+            self._warned_range = check_pixel_values(frame, "frame")
         height, width = self._frame_size
         self._check_pending()
         if new_queries is not None:
@@ -283,6 +289,9 @@ class Predictor(nn.Module):
             points = points.unsqueeze(0)
         if points.dim() != 3 or points.shape[0] != 1 or points.shape[-1] != 2:
             raise InputError(f"new_queries must have shape (n, 2) or (1, n, 2) as (x, y), got {tuple(points.shape)}")
+        if points.shape[1] == 0:
+            raise InputError("new_queries is empty: give at least one (x, y) point, or None when no query starts "
+                             "on this frame")
         return points.to(self._param.device)
 
     def _check_inside(self, points: torch.Tensor) -> None:

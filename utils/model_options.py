@@ -8,12 +8,11 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import CheckpointError, download_released_checkpoint
+from model.checkpoint import HUB_FILES, CheckpointError, download_released_checkpoint
 from model.trackon_predictor import Predictor
 from model.vit import vit_family
 from utils.config import load_config
 
-RELEASED = ("dinov2", "dinov3")
 RANDOM_WEIGHTS = "none"
 
 
@@ -24,17 +23,26 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "for random weights (needs a config with backbone_config; for tests) (default: the "
                              "released weights matching the config's vit_backbone)")
     parser.add_argument("--support_grid_size", type=int, default=20)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
 
 
 def resolve_checkpoint(name: str | None, vit_backbone: str) -> Path | None:
-    """A checkpoint path from a --checkpoint value; None for random weights."""
+    """A checkpoint file from a --checkpoint value: the file itself, the released weights it names (or that match
+    the config), or None for ``none`` (random weights)."""
     if name == RANDOM_WEIGHTS:
         return None
-    if name is None or name in RELEASED:
-        return download_released_checkpoint(name or vit_family(vit_backbone))
-    return Path(name)
+    if name is not None and name not in HUB_FILES:
+        if not Path(name).exists():
+            raise CheckpointError(f"checkpoint not found: {name} (--checkpoint takes a checkpoint file or the name "
+                                  f"of released weights: {', '.join(sorted(HUB_FILES))})")
+        return Path(name)
+    family = name or vit_family(vit_backbone)
+    try:
+        return download_released_checkpoint(family)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} (the {'default ' if name is None else ''}released {family} weights; "
+                              "give a checkpoint file with --checkpoint FILE)") from err
 
 
 def build_predictor(args: argparse.Namespace) -> Predictor:
