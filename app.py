@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_frames < 1:
         print(f"error: --max_frames must be at least 1, got {args.max_frames}", file=sys.stderr)
         return 1
+    if args.support_grid_size < 0:
+        print(f"error: --support_grid_size must be 0 (no support points) or more, got {args.support_grid_size}",
+              file=sys.stderr)
+        return 1
     try:
         args.device = str(parse_device(args.device))
     except ValueError as err:

@@ -118,6 +118,8 @@ def test_app_model_options(tmp_path, capsys):
 
     assert app.main(["--config", "config/test.yaml", "--checkpoint", "none"]) == 1
     assert "needs a config with backbone_config" in capsys.readouterr().err
+    assert app.main(["--support_grid_size", "-1"]) == 1 and "--support_grid_size" in capsys.readouterr().err
+    assert app.main(["--max_frames", "0"]) == 1 and "--max_frames" in capsys.readouterr().err
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(vars(tiny_config())))
     args = app.parse_args(["--config", str(tmp_path / "tiny.yaml"), "--checkpoint", "none", "--port", "7999",
                            "--support_grid_size", "3"])
