@@ -136,6 +136,12 @@ def _loaded_image(driver, css: str):
                  f"no image at {css}")
 
 
+def _download_links(driver) -> dict | None:
+    """The download links by file name, once all three are listed."""
+    links = {a.get_attribute("download"): a for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a[download]")}
+    return links if len(links) >= 3 else None
+
+
 def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
     (tmp_path / "notes.txt").write_text("not a video")
     downloads = tmp_path / "downloads"
@@ -160,7 +166,8 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
 
         first_src = _loaded_image(driver, "#frame_view img").get_attribute("src")
         _find(driver, "#frame_slider input[type=range]").send_keys(*[Keys.ARROW_RIGHT] * QUERY_FRAME)
-        _wait(driver, lambda d: _find(d, "#frame_slider input[type=number]").get_attribute("value") == str(QUERY_FRAME),
+        frame_number = _find(driver, "#frame_slider input[type=number]")
+        _wait(driver, lambda d: frame_number.get_attribute("value") == str(QUERY_FRAME),
               "the frame slider did not move")
         _wait(driver, lambda d: _loaded_image(d, "#frame_view img").get_attribute("src") != first_src,
               "scrubbing did not change the frame")
@@ -170,11 +177,8 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
         _find(driver, "#track_button").click()
         _wait(driver, lambda d: f"Tracked 2 point(s) through {CLIP_FRAMES} frames" in _text(d, "status"),
               "tracking did not end")
-        names = {"tracks.npz", "tracks.json", "tracks.csv"}
-        links = _wait(driver, lambda d: {a.get_attribute("download"): a for a in d.find_elements(
-            By.CSS_SELECTOR, "#downloads a[download]")} if len(d.find_elements(
-                By.CSS_SELECTOR, "#downloads a[download]")) >= 3 else None, "no downloads")
-        assert set(links) == names
+        links = _wait(driver, _download_links, "the three downloads did not appear")
+        assert set(links) == {"tracks.npz", "tracks.json", "tracks.csv"}
         links["tracks.json"].click()
         saved = _wait(driver, lambda d: (downloads / "tracks.json").exists() and downloads / "tracks.json",
                       "tracks.json was not downloaded")

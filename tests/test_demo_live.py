@@ -84,7 +84,8 @@ def test_random_weights_and_max_frames_on_a_live_source(tmp_path):
 def test_live_queries_outside_the_frame_are_refused_before_tracking(tmp_path, capsys):
     (tmp_path / "q.json").write_text(json.dumps([[0, 10, 10], [3, 500, 10]]))
     clip = _fast_clip(tmp_path, frames=4, fps=4)
-    assert demo.main(_setup(tmp_path) + ["--video", clip, "--realtime", "--queries_json", str(tmp_path / "q.json")]) == 1
+    args = _setup(tmp_path) + ["--video", clip, "--realtime", "--queries_json", str(tmp_path / "q.json")]
+    assert demo.main(args) == 1
     assert "outside the 96x72 frame" in capsys.readouterr().err
 
 
