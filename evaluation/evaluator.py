@@ -8,7 +8,7 @@ visibility (1, T, N) bool -- the interface of ``model.trackon_predictor.Predicto
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
