@@ -2,10 +2,14 @@
 
     python demo.py --video media/sample.mp4                         # released DINOv3 model, 16x16 grid
     python demo.py --video clip.mp4 --config config/test_dinov2.yaml --queries_json points.json
+    python demo.py --video 0 --show                                 # live: camera 0 (or an rtsp/http URL)
+    python demo.py --video media/sample.mp4 --realtime              # a file played as if it were live
 
 Frames are streamed through the tracker one at a time (online: no frame sees the future), so memory does not
 grow with the video's length. Results: <output_dir>/tracks.npz and tracks.json (trajectories in video pixels,
 visibility) and overlay.mp4. If the video turns out to be corrupt part-way, the frames tracked so far are saved.
+Live sources always track the newest frame (frames that arrive while the model is busy are dropped); Ctrl-C stops
+and saves everything tracked so far, with each tracked frame's index in the source (source_frame) and confidence.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model.checkpoint import CheckpointError, download_released_checkpoint
+from evaluation.device import parse_device
+from model.checkpoint import CheckpointError
 from model.inputs import InputError
 from model.trackon_predictor import Predictor, get_points_on_a_grid
-from model.vit import BackboneUnavailableError, vit_family
+from model.vit import BackboneUnavailableError
 from utils.config import ConfigError, load_config
+from utils.live_source import LiveSource, is_live_source
+from utils.live_tracking import track_live
+from utils.model_options import autocast_for, resolve_checkpoint
 from utils.video_io import VideoReadError, iter_video_frames, video_fps, write_video
 from utils.visualize import draw_frame, point_colours
 
@@ -32,11 +40,17 @@ from utils.visualize import draw_frame, point_colours
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser("Track-On2 demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--video", default="media/sample.mp4", help="input video (any format ffmpeg reads)")
+    parser.add_argument("--video", default="media/sample.mp4",
+                        help="input video (any format ffmpeg reads), a camera index (0) or an rtsp/http stream URL")
+    parser.add_argument("--realtime", action="store_true",
+                        help="play a video file (or the URL of one) at its frame rate as if it were a live camera "
+                             "(frames are dropped when tracking is slower)")
+    parser.add_argument("--show", action="store_true", help="live sources: show the overlay in a window")
     parser.add_argument("--config", default="config/test.yaml", help="model config (YAML)")
     parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file, or 'dinov2' / 'dinov3' for the released weights from the hub "
-                             "(default: the released weights matching the config's vit_backbone)")
+                        help="checkpoint file, 'dinov2' / 'dinov3' for the released weights from the hub, or 'none' "
+                             "for random weights (needs a config with backbone_config) (default: the released "
+                             "weights matching the config's vit_backbone)")
     parser.add_argument("--grid_size", type=int, default=16, help="track a grid_size^2 grid from frame 0")
     parser.add_argument("--queries_json", default=None,
                         help="JSON list of [t, x, y] query points (video pixels) instead of the grid")
@@ -44,9 +58,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--no_video", action="store_true", help="do not write the overlay video")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    return args
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject unusable values before any model is built (``parser.error`` exits with one line)."""
+    if args.grid_size < 1:
+        parser.error(f"--grid_size must be at least 1, got {args.grid_size}")
+    if args.support_grid_size < 0:
+        parser.error(f"--support_grid_size must be 0 (no support points) or more, got {args.support_grid_size}")
+    if args.max_frames is not None and args.max_frames < 1:
+        parser.error(f"--max_frames must be at least 1, got {args.max_frames}")
+    try:
+        args.device = str(parse_device(args.device))
+    except ValueError as err:
+        parser.error(f"--device: {err}")
+    for folder in (Path(args.output_dir), *Path(args.output_dir).parents):
+        if folder.exists():
+            if not folder.is_dir():
+                parser.error(f"--output_dir {args.output_dir}: {folder} is a file, not a folder")
+            break
 
 
 def load_queries(path: str | None, grid_size: int, height: int, width: int) -> np.ndarray:
@@ -55,18 +90,34 @@ def load_queries(path: str | None, grid_size: int, height: int, width: int) -> n
         grid = get_points_on_a_grid(grid_size, (height, width))[0].numpy()
         return np.concatenate([np.zeros((len(grid), 1), np.float32), grid], axis=1)
     try:
-        queries = np.asarray(json.loads(Path(path).read_text()), dtype=np.float32)
+        values = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"could not read queries from {path}: {err}") from err
-    if queries.ndim != 2 or queries.shape[1] != 3 or len(queries) == 0:
-        raise InputError(f"{path} must hold a non-empty list of [t, x, y] triples, got shape {queries.shape}")
+    shape_error = InputError(f"{path} must hold a non-empty JSON list of [t, x, y] triples (t: start frame, x, y: "
+                             f"pixels), got {json.dumps(values)[:80]}")
+    if not isinstance(values, list) or not values:
+        raise shape_error
+    try:
+        queries = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise shape_error from None
+    if queries.ndim != 2 or queries.shape[1] != 3:
+        raise shape_error
+    if not np.isfinite(queries).all():
+        raise InputError(f"{path}: queries contain NaN or infinite values")
+    times = queries[:, 0]
+    bad = (times < 0) | (times != np.round(times))
+    if bad.any():
+        raise InputError(f"{path}: start frames must be non-negative integers, got {times[bad][:5].tolist()}")
     return queries
 
 
-def resolve_checkpoint(name: str | None, vit_backbone: str) -> Path:
-    if name is None or name in ("dinov2", "dinov3"):
-        return download_released_checkpoint(name or vit_family(vit_backbone))
-    return Path(name)
+def check_query_frames(queries: np.ndarray, num_frames: int, source: str) -> None:
+    """Every query must start on a frame that was tracked (else its track would be all zeros)."""
+    late = queries[:, 0] >= num_frames
+    if late.any():
+        raise InputError(f"{int(late.sum())} query point(s) start at frame(s) {sorted(set(queries[late, 0].astype(int).tolist()))[:5]}, "
+                         f"after the last tracked frame of {source} ({num_frames} frame(s), frames 0..{num_frames - 1})")
 
 
 def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:
@@ -75,6 +126,8 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
     first = next(frames)
     height, width = first.shape[:2]
     queries = load_queries(args.queries_json, args.grid_size, height, width)
+    if args.max_frames is not None:
+        check_query_frames(queries, args.max_frames, f"--max_frames {args.max_frames}")
     order = np.argsort(queries[:, 0], kind="stable")
     colours = point_colours(len(queries))
     fps = video_fps(args.video)
@@ -115,10 +168,40 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
     result = {"queries": queries, "tracks": np.stack(tracks), "visibility": np.stack(visibility)}
     if overlay is not None:
         write_video(output_dir / "overlay.mp4", overlay, fps=fps)
+    save_results(result, output_dir)
+    try:
+        check_query_frames(queries, len(tracks), args.video)
+    except InputError as err:
+        raise InputError(f"{err}; the tracks of the other queries are saved in {output_dir}/") from None
+    return result
+
+
+def track_live_source(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:
+    """Track a camera, stream or ``--realtime`` file live; writes the overlay at the achieved frame rate."""
+    with LiveSource(args.video, realtime=args.realtime) as source:
+        recording = track_live(source, predictor,
+                               lambda height, width: load_queries(args.queries_json, args.grid_size, height, width),
+                               max_frames=args.max_frames, keep_overlay=not args.no_video, show=args.show,
+                               autocast=autocast_for(args))
+        dropped = source.frames_dropped
+    if not recording.tracks:
+        raise InputError(f"{args.video}: no frame could be tracked")
+    stopped = "stopped by Ctrl-C; " if recording.interrupted else ""
+    print(f"{stopped}live: {len(recording.tracks)} frame(s) tracked at {recording.achieved_fps:.1f} frames/s, "
+          f"{dropped} dropped", file=sys.stderr)
+    if recording.overlay:
+        write_video(output_dir / "overlay.mp4", recording.overlay, fps=max(recording.achieved_fps, 1.0))
+    result = recording.as_arrays()
+    save_results(result, output_dir)
+    try:
+        check_query_frames(recording.queries, len(recording.tracks), args.video)
+    except InputError as err:
+        raise InputError(f"{err}; the tracks of the other queries are saved in {output_dir}/") from None
     return result
 
 
 def save_results(result: dict[str, np.ndarray], output_dir: Path) -> None:
+    """tracks.npz and tracks.json (queries, tracks, visibility) in ``output_dir``."""
     np.savez_compressed(output_dir / "tracks.npz", **result)
     as_lists = {key: value.tolist() for key, value in result.items()}
     (output_dir / "tracks.json").write_text(json.dumps(as_lists))
@@ -133,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = resolve_checkpoint(args.checkpoint, config.vit_backbone)
         predictor = Predictor(config, checkpoint_path=checkpoint, support_grid_size=args.support_grid_size)
         predictor.to(args.device)
-        result = track(args, predictor, output_dir)
+        if is_live_source(args.video, args.realtime):
+            result = track_live_source(args, predictor, output_dir)
+        else:
+            result = track(args, predictor, output_dir)
     except (ConfigError, CheckpointError, BackboneUnavailableError, VideoReadError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    save_results(result, output_dir)
     frames, points = result["visibility"].shape
     print(f"tracked {points} points through {frames} frames; results in {output_dir}/")
     return 0

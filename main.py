@@ -11,6 +11,7 @@ it, from ``<model_save_path>/checkpoint.pt`` when that exists.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import pickle
 import sys
 from pathlib import Path
@@ -96,8 +97,20 @@ def check_paths(config: argparse.Namespace) -> None:
         raise ConfigError(f"--tapvid_root: not found: {config.tapvid_root}")
     if config.model_save_path is None:
         raise ConfigError("model_save_path is not set (give --model_save_path DIR)")
+    for folder in (Path(config.model_save_path), *Path(config.model_save_path).parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"--model_save_path {config.model_save_path}: {folder} is a file, not a folder")
+            break
     if config.checkpoint_path is not None and not Path(config.checkpoint_path).is_file():
         raise ConfigError(f"--checkpoint_path: file not found: {config.checkpoint_path}")
+
+
+def check_logger(config: argparse.Namespace) -> None:
+    """The optional logging package must be installed before hours of set-up, not after."""
+    if config.log_backend == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("log_backend 'wandb' needs the wandb package (pip install wandb), or choose "
+                          "--log_backend tensorboard, csv or none")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_training_config(cli.config_path, overrides)
         check_paths(config)
+        check_logger(config)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_SETUP_ERROR
@@ -117,10 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from dataset.errors import DatasetFormatError
     from model.checkpoint import CheckpointError
+    from training.interrupts import TrainingInterrupted
     from training.trainer import run
 
     try:
         run(config, max_epochs_per_run=cli.max_epochs_per_run, device=cli.device)
+    except TrainingInterrupted as stop:
+        print(stop, file=sys.stderr, flush=True)
+        return stop.exit_code
     except (DatasetFormatError, CheckpointError, ConfigError, pickle.UnpicklingError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return EXIT_SETUP_ERROR

@@ -142,6 +142,7 @@ def spatial_augment(
         out[t] = resize_bilinear(frames[t], new_h, new_w)[y0 : y0 + crop[0], x0 : x0 + crop[1]]
         tracks[t, :, 0] -= x0
         tracks[t, :, 1] -= y0
+    np.clip(out, 0.0, 255.0, out=out)  # resizing can overshoot the pixel range by float rounding
 
     if rng.random() < params.h_flip_prob:
         out = out[:, :, ::-1]

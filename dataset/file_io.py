@@ -22,6 +22,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 def require_dir(path: str | Path, what: str) -> Path:
     """Return ``path`` as a Path, raising a clear error when it is not an existing folder."""
     path = Path(path)
+    if path.is_file():
+        raise DatasetFormatError(path, f"this is a file, but a {what} folder is expected here")
     if not path.is_dir():
         raise DatasetFormatError(path, f"{what} folder does not exist")
     return path
@@ -30,6 +32,8 @@ def require_dir(path: str | Path, what: str) -> Path:
 def require_file(path: str | Path, what: str) -> Path:
     """Return ``path`` as a Path, raising a clear error when it is not an existing file."""
     path = Path(path)
+    if path.is_dir():
+        raise DatasetFormatError(path, f"this is a folder, but a {what} file is expected here")
     if not path.is_file():
         raise DatasetFormatError(path, f"{what} file does not exist")
     return path

@@ -16,7 +16,6 @@ Item (``dataset[i]``), the reference's 4-tuple:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -48,6 +48,15 @@ def _check_item(item: Any, source: str) -> None:
         raise DatasetFormatError(source, f"{len(item['video'])} frames, but 'points' has {points.shape[1]}")
 
 
+def _check_visible_points_finite(points: np.ndarray, occluded: np.ndarray, source: str) -> None:
+    """Visible points must have finite coordinates (occluded ones are never scored, so they may be anything)."""
+    bad = ~np.isfinite(points).all(axis=-1) & ~occluded
+    if bad.any():
+        track, frame = np.argwhere(bad)[0]
+        raise DatasetFormatError(source, f"{int(bad.sum())} visible point(s) have NaN or infinite coordinates "
+                                         f"(first: track {track}, frame {frame})")
+
+
 def _shards(root: Path, pattern: str) -> list[Path]:
     paths = sorted(require_dir(root, "TAP-Vid").glob(pattern))
     if not paths:
@@ -59,6 +68,9 @@ def load_tapvid_items(data_root: str | Path, dataset_type: str) -> list[tuple[st
     """(source label, item) pairs of a TAP-Vid dataset, checked for structure."""
     root = Path(data_root)
     items: list[tuple[str, Any]] = []
+    if dataset_type in ("davis", "rgb_stacking") and root.is_dir():
+        raise DatasetFormatError(root, f"TAP-Vid {dataset_type} is one pickle file (such as tapvid_{dataset_type}.pkl), "
+                                       "but this is a folder")
     if dataset_type == "davis":
         data = load_pickle(root)
         if not isinstance(data, dict):
@@ -90,6 +102,8 @@ def load_tapvid_items(data_root: str | Path, dataset_type: str) -> list[tuple[st
 
 def decode_video(video: Any, source: str) -> np.ndarray:
     """uint8 (T, H, W, 3) frames from an array or a list of encoded images."""
+    if len(video) == 0:
+        raise DatasetFormatError(source, "the video has no frames")
     if len(video) and isinstance(video[0], bytes):
         frames = [decode_rgb(frame, f"{source} frame {t}") for t, frame in enumerate(video)]
         if any(frame.shape != frames[0].shape for frame in frames):
@@ -132,6 +146,7 @@ class TAPVid(Dataset):
         source, item = self.items[index]
         frames = decode_video(item["video"], source)
         points = np.array(item["points"], dtype=np.float32)
+        _check_visible_points_finite(points, np.asarray(item["occluded"], dtype=bool), source)
         if self.resize_to_256:
             frames = resize_video_lanczos(frames, RESIZE, RESIZE)
             points *= np.float32(RESIZE)

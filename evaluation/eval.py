@@ -26,7 +26,9 @@ from evaluation import distributed
 from evaluation.datasets import build_dataset, video_name
 from evaluation.device import parse_device
 from evaluation.evaluator import DATASETS, TAPVID_DATASETS, TAPVID_QUERY_MODE, evaluate
-from evaluation.report import accumulate, final_lines, write_json
+from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
+                                partial_paths, remove_partials)
+from evaluation.report import accumulate, final_lines, skipped_lines, skipped_videos, write_json
 from utils.config import ConfigError, load_config
 
 DAVIS_MEMORY_SIZE = 24
@@ -49,12 +51,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_videos", type=int, default=None, help="evaluate only the first N videos")
     parser.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first video that cannot be evaluated (after saving the finished ones) "
+                             "instead of skipping it")
     args = parser.parse_args(argv)
     for flag in ("model_config_path", "model_checkpoint_path"):
         if not Path(getattr(args, flag)).is_file():
             parser.error(f"--{flag}: file not found: {getattr(args, flag)}")
     if not Path(args.dataset_path).exists():
         parser.error(f"--dataset_path: not found: {args.dataset_path}")
+    if args.output_json is not None:
+        try:
+            check_writable(args.output_json)
+        except PartialResultsError as exc:
+            parser.error(str(exc))
     if args.max_videos is not None and args.max_videos < 1:
         parser.error("--max_videos must be at least 1")
     try:
@@ -75,6 +85,10 @@ def fix_random_seeds(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class EvaluationStopped(Exception):
+    """``--strict`` met a video that cannot be evaluated; the finished videos are saved."""
 
 
 class SetupError(Exception):
@@ -127,6 +141,84 @@ def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_siz
     }
 
 
+def resume_settings(args: argparse.Namespace, model_args: argparse.Namespace) -> dict[str, object]:
+    """What must be unchanged for a rerun to reuse earlier per-video results (paths, weights file, settings)."""
+    checkpoint = Path(args.model_checkpoint_path).resolve()
+    stat = checkpoint.stat()
+    return {
+        "dataset_name": args.dataset_name,
+        "dataset_path": str(Path(args.dataset_path).resolve()),
+        "model_config_path": str(Path(args.model_config_path).resolve()),
+        "model_checkpoint_path": str(checkpoint),
+        "checkpoint_size": stat.st_size,
+        "checkpoint_mtime_ns": stat.st_mtime_ns,
+        "M_i": model_args.M_i,
+        "delta_v": model_args.delta_v,
+        "support_grid_size": SUPPORT_GRID_SIZE,
+    }
+
+
+def evaluate_shard(args: argparse.Namespace, model_args: argparse.Namespace, dataset: Dataset,
+                   predictor: torch.nn.Module, device: torch.device, num_videos: int,
+                   ctx: distributed.DistContext) -> list:
+    """This rank's results: those saved by an earlier run of the same evaluation, then the newly evaluated ones
+    (each saved to the partial file as soon as it is done)."""
+    mine = distributed.shard(num_videos, ctx)
+    finished, writer = {}, None
+    if args.output_json:
+        settings = resume_settings(args, model_args)
+        try:
+            finished = load_finished(args.output_json, settings)
+        except PartialResultsError as exc:
+            raise SetupError(str(exc)) from exc
+        writer = PartialWriter(args.output_json, ctx.rank, settings)
+    reused = [finished[i] for i in mine if i in finished]
+    if reused:
+        print(f"Resuming: {len(reused)} video(s) already evaluated by an earlier run are reused", flush=True)
+    try:
+        fresh = evaluate(
+            predictor,
+            dataset,
+            args.dataset_name,
+            [i for i in mine if i not in finished],
+            device,
+            num_workers=args.num_workers,
+            name_of=lambda index: video_name(dataset, index),
+            show_progress=not args.no_progress,
+            strict=args.strict,
+            on_result=writer,
+        )
+    finally:
+        if writer is not None:
+            writer.close()
+    return reused + fresh
+
+
+def report(args: argparse.Namespace, model_args: argparse.Namespace, results: list, num_videos: int,
+           world_size: int) -> None:
+    """Print the final numbers and the skipped videos, write the JSON; raise EvaluationStopped under --strict."""
+    skipped = skipped_videos(results)
+    if args.strict and skipped:
+        first = skipped[0]
+        saved = f"saved in {', '.join(map(str, partial_paths(args.output_json)))}" if args.output_json else \
+            "not saved (give --output_json to keep them)"
+        raise EvaluationStopped(
+            f"--strict: stopped at video {first.index} ({first.name}): {first.error}; the "
+            f"{len(results) - len(skipped)} video(s) evaluated so far are {saved}; fix the video and rerun to resume")
+    accumulator = accumulate(results)
+    lines = skipped_lines(skipped, num_videos)
+    if len(accumulator):
+        lines = final_lines(args.dataset_name, accumulator.results()) + lines
+    print("\n" + "\n".join(lines), flush=True)
+    if args.output_json:
+        write_json(args.output_json, args.dataset_name, accumulator, run_info(args, model_args, world_size),
+                   skipped)
+        remove_partials(args.output_json)
+        print(f"Wrote {args.output_json}", flush=True)
+    if not len(accumulator):
+        raise EvaluationStopped(f"none of the {num_videos} video(s) could be evaluated (reasons above)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate (this rank's share of) the dataset; rank 0 prints the final numbers and writes the JSON."""
     ctx = distributed.setup(args.device.type)
@@ -141,23 +233,10 @@ def run(args: argparse.Namespace) -> int:
                 f"delta_v={model_args.delta_v}, device={device}, processes={ctx.world_size}",
                 flush=True,
             )
-        results = evaluate(
-            predictor,
-            dataset,
-            args.dataset_name,
-            distributed.shard(num_videos, ctx),
-            device,
-            num_workers=args.num_workers,
-            name_of=lambda index: video_name(dataset, index),
-            show_progress=not args.no_progress,
-        )
+        results = evaluate_shard(args, model_args, dataset, predictor, device, num_videos, ctx)
         results = distributed.gather(results, ctx)
         if ctx.is_main:
-            accumulator = accumulate(results)
-            print("\n" + "\n".join(final_lines(args.dataset_name, accumulator.results())), flush=True)
-            if args.output_json:
-                write_json(args.output_json, args.dataset_name, accumulator, run_info(args, model_args, ctx.world_size))
-                print(f"Wrote {args.output_json}", flush=True)
+            report(args, model_args, results, num_videos, ctx.world_size)
     finally:
         distributed.teardown(ctx)
     return 0
@@ -170,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except EvaluationStopped as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

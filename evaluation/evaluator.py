@@ -8,10 +8,10 @@ visibility (1, T, N) bool -- the interface of ``model.trackon_predictor.Predicto
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dataset.point_odyssey import load_resized_video
@@ -34,16 +34,53 @@ POINT_ODYSSEY_SIZE = (384, 512)
 
 @dataclass(frozen=True)
 class VideoResult:
-    """Metrics of one evaluated video; ``index`` is its position in the dataset."""
+    """Metrics of one evaluated video; ``index`` is its position in the dataset. A video that could not be
+    evaluated has no metrics and ``error`` says why."""
 
     index: int
     name: str
     metrics: dict[str, float]
+    error: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.error is not None
+
+
+class BadVideoError(ValueError):
+    """A video that cannot be evaluated (it is reported and skipped, the other videos are still evaluated)."""
+
+
+@dataclass(frozen=True)
+class _UnreadableItem:
+    """Stands in for a dataset item whose loading failed (also across DataLoader worker processes)."""
+
+    reason: str
+
+
+class _GuardedDataset(Dataset):
+    """``dataset`` whose items that fail to load (a ValueError such as DatasetFormatError) become
+    ``_UnreadableItem``s, so one broken video does not end the loop over the others."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Any:
+        try:
+            return self.dataset[self.indices[position]]
+        except ValueError as exc:
+            return _UnreadableItem(" ".join(str(exc).split()))
 
 
 def evaluate_tapvid_video(predictor: PredictorFn, batch: Any, device: torch.device) -> dict[str, float]:
     """TAP-Vid item (video (1,T,3,H,W), tracks (1,T,N,2) xy, visible (1,T,N), queries (1,N,3) t,y,x)."""
     video, gt_tracks, gt_visible, query_points = batch[:4]
+    if query_points.shape[1] == 0:
+        raise BadVideoError("no point is visible in any frame, so there is nothing to query")
     queries = query_points.float()[..., [0, 2, 1]]  # (t, y, x) -> (t, x, y)
     pred_tracks, pred_visible = predictor(video.to(device), queries.to(device))
     metrics = compute_tapvid_metrics(
@@ -106,8 +143,11 @@ VIDEO_EVALUATORS: dict[str, Callable[[PredictorFn, Any, torch.device], dict[str,
 
 
 def format_video_line(dataset_name: str, result: VideoResult, total: int) -> str:
-    """One per-video progress line in the reference's format."""
+    """One per-video progress line in the reference's format (or the reason a video was skipped)."""
     m = result.metrics
+    if result.skipped:
+        label = "Video" if dataset_name in TAPVID_DATASETS else "Sequence"
+        return f"{label} {result.index}/{total} ({result.name}): skipped: {result.error}"
     if dataset_name in TAPVID_DATASETS:
         body = f"AJ: {m['aj']:.2f}, delta_avg: {m['delta_avg']:.2f}, OA: {m['oa']:.2f}"
         return f"Video {result.index}/{total} ({result.name}): {body}"
@@ -121,6 +161,17 @@ def format_video_line(dataset_name: str, result: VideoResult, total: int) -> str
     return f"Sequence {result.index}/{total} ({result.name}): {body}"
 
 
+def evaluate_one(evaluate_video: Callable[[PredictorFn, Any, torch.device], dict[str, float]],
+                 predictor: PredictorFn, batch: Any, device: torch.device, index: int, name: str) -> VideoResult:
+    """Score one loaded item; an unreadable item or a ValueError raised on it gives a skipped result."""
+    if isinstance(batch, _UnreadableItem):
+        return VideoResult(index, name, {}, batch.reason)
+    try:
+        return VideoResult(index, name, evaluate_video(predictor, batch, device))
+    except ValueError as exc:  # InputError, DatasetFormatError, BadVideoError
+        return VideoResult(index, name, {}, " ".join(str(exc).split()))
+
+
 @torch.no_grad()
 def evaluate(
     predictor: PredictorFn,
@@ -132,20 +183,31 @@ def evaluate(
     name_of: Callable[[int], str] = str,
     print_each: bool = True,
     show_progress: bool = True,
+    strict: bool = False,
+    on_result: Callable[[VideoResult], None] | None = None,
 ) -> list[VideoResult]:
     """Evaluate ``predictor`` on ``dataset[i]`` for every i in ``indices`` (one video at a time); ``name_of``
-    gives a video's name from its index."""
+    gives a video's name from its index.
+
+    A video that cannot be evaluated (unreadable, no visible point, NaN points, no frames, ...) is returned as a
+    skipped result naming the reason; with ``strict`` the loop stops after it. ``on_result`` sees every result as
+    soon as it exists (the evaluation CLI saves it to disk there)."""
     if dataset_name not in VIDEO_EVALUATORS:
         raise ValueError(f"Unknown dataset {dataset_name!r}; expected one of {', '.join(DATASETS)}")
     evaluate_video = VIDEO_EVALUATORS[dataset_name]
     indices = list(indices)
-    loader = DataLoader(
-        Subset(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=add_batch_dim
-    )
+    loader = DataLoader(_GuardedDataset(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers,
+                        collate_fn=add_batch_dim)
     results = []
-    for index, batch in zip(indices, tqdm(loader, desc=dataset_name, disable=not show_progress, dynamic_ncols=True)):
-        result = VideoResult(index, name_of(index), evaluate_video(predictor, batch, device))
-        if print_each:
+    bar = tqdm(loader, desc=dataset_name, disable=not show_progress, dynamic_ncols=True)
+    for index, batch in zip(indices, bar):
+        result = evaluate_one(evaluate_video, predictor, batch, device, index, name_of(index))
+        if print_each or result.skipped:
             tqdm.write(format_video_line(dataset_name, result, len(dataset)))
         results.append(result)
+        if on_result is not None:
+            on_result(result)
+        if strict and result.skipped:
+            break
+    bar.close()
     return results

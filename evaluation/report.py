@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -20,11 +21,27 @@ TAPVID_FINAL_LABELS: dict[str, str] = {
 
 
 def accumulate(results: Iterable[VideoResult]) -> MetricAccumulator:
-    """Per-video results, sorted by dataset index (so any sharding gives the same averages)."""
+    """Per-video results of the evaluated (not skipped) videos, sorted by dataset index (so any sharding gives the
+    same averages)."""
     accumulator = MetricAccumulator()
     for result in sorted(results, key=lambda r: r.index):
-        accumulator.update(result.name, result.metrics)
+        if not result.skipped:
+            accumulator.update(result.name, result.metrics)
     return accumulator
+
+
+def skipped_videos(results: Iterable[VideoResult]) -> list[VideoResult]:
+    """The videos that could not be evaluated, by dataset index."""
+    return sorted((r for r in results if r.skipped), key=lambda r: r.index)
+
+
+def skipped_lines(skipped: list[VideoResult], total: int) -> list[str]:
+    """A summary of the skipped videos: how many, then one line per video with its index, name and reason."""
+    if not skipped:
+        return []
+    lines = [f"Skipped {len(skipped)} of {total} video(s) that could not be evaluated:"]
+    lines += [f"  video {r.index} ({r.name}): {r.error}" for r in skipped]
+    return lines
 
 
 def final_lines(dataset_name: str, final: dict[str, float]) -> list[str]:
@@ -45,9 +62,15 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def write_json(path: str | Path, dataset_name: str, accumulator: MetricAccumulator, extra: dict[str, object]) -> None:
-    """Every per-video and final number of ``accumulator`` plus run information in ``extra``."""
-    payload = {"dataset": dataset_name, **extra, **accumulator.to_dict()}
+def write_json(path: str | Path, dataset_name: str, accumulator: MetricAccumulator, extra: dict[str, object],
+               skipped: Iterable[VideoResult] = ()) -> None:
+    """Every per-video and final number of ``accumulator``, the skipped videos and why, plus run information in
+    ``extra``."""
+    numbers = accumulator.to_dict() if len(accumulator) else {"num_videos": 0, "videos": [], "final": None}
+    payload = {"dataset": dataset_name, **extra, **numbers,
+               "skipped": [{"index": r.index, "name": r.name, "reason": r.error} for r in skipped]}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+    os.replace(temporary, path)

@@ -51,11 +51,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint file (.pt / .pth)")
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"could not read checkpoint {path}: {type(err).__name__}: {err}") from err
+        reason = one_line(err)
+        reason = reason if len(reason) <= 200 else reason[:200] + "..."
+        raise CheckpointError(f"could not read checkpoint {path}: not a PyTorch checkpoint of tensors saved with "
+                              f"torch.save ({reason})") from err
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -123,6 +128,10 @@ def load_state_dict_strict(model: nn.Module, checkpoint: Mapping[str, Any], sour
             f"{source} does not match the model built from this config ({'; '.join(problems)}). "
             "Check that the config (vit_backbone, D, M, K, layer counts, input_size) is the one it was trained with."
         )
+    non_finite = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if non_finite:
+        raise CheckpointError(f"{source} holds NaN or infinite weights in {len(non_finite)} tensor(s), e.g. "
+                              f"{non_finite[:3]}: the run that wrote it diverged; use an earlier checkpoint")
     model.load_state_dict(state, strict=False)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -19,6 +21,20 @@ def check_video(video: torch.Tensor, name: str = "video") -> None:
         raise InputError(f"{name} must be a floating-point tensor with values in 0..255, got dtype {video.dtype}")
     if min(video.shape) == 0:
         raise InputError(f"{name} is empty: shape {tuple(video.shape)}")
+    check_pixel_values(video, name)
+
+
+def check_pixel_values(video: torch.Tensor, name: str = "video") -> bool:
+    """Pixels must be finite; a float video whose values all lie in [0, 1] is almost surely a 0..1 video given to
+    a tracker that expects 0..255, so it gets a warning. Returns whether it warned."""
+    finite = torch.isfinite(video)
+    if not bool(finite.all()):
+        raise InputError(f"{name} contains {int((~finite).sum())} NaN or infinite pixel value(s)")
+    if video.is_floating_point() and float(video.max()) <= 1.0 and bool((video != 0).any()):
+        warnings.warn(f"{name} values all lie in [0, 1], but the tracker expects 0..255: multiply by 255 "
+                      "(tracking it as it is gives wrong results)", UserWarning, stacklevel=3)
+        return True
+    return False
 
 
 def check_queries(queries: torch.Tensor, batch: int, num_frames: int | None, height: int, width: int,

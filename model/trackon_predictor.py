@@ -10,11 +10,15 @@ Example::
 
     predictor.reset()                                    # streaming: one frame at a time
     points, visible = predictor.forward_frame(frame, new_queries=torch.tensor([[120.0, 64.0]]))
+    ids = predictor.add_queries(torch.tensor([[30.0, 40.0]]))   # start on the next frame; stable ids
+    tracks = predictor.track_frame(next_frame)           # tracks.ids, .points, .visible, .confidence
+    predictor.remove_queries(ids)                        # frees their memory
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +27,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from model.checkpoint import load_state_dict_strict, read_checkpoint
-from model.inputs import InputError, check_queries, check_video
+from model.inputs import InputError, check_pixel_values, check_queries, check_video
 from model.trackon import StepPlan, TrackerState, Track_On2
 from utils.config import config_from_mapping
 
@@ -43,6 +47,16 @@ def get_points_on_a_grid(size: int, extent: tuple[int, int], device: torch.devic
     xs = torch.linspace(margin, width - margin, size, device=device)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y], dim=-1).reshape(1, -1, 2)
+
+
+@dataclass
+class FrameTracks:
+    """One streamed frame's results for the user queries started so far, in the order of ``ids``."""
+
+    ids: list[int]  # stable query ids, as returned by ``Predictor.add_queries``
+    points: torch.Tensor  # (N, 2) x, y in frame pixels
+    visible: torch.Tensor  # (N,) bool
+    confidence: torch.Tensor  # (N,) in [0, 1]: 1 - P(point is off by > 12 px or occluded), from the uncertainty head
 
 
 class Predictor(nn.Module):
@@ -132,12 +146,60 @@ class Predictor(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ streaming
     def reset(self) -> None:
-        """Forget the stream: the next ``forward_frame`` starts a new video."""
+        """Forget the stream: the next ``forward_frame`` starts a new video (query ids start again at 0)."""
         self._state: TrackerState | None = None
         self._coords: torch.Tensor | None = None
         self._frame_size: tuple[int, int] | None = None
         self._num_support = 0
+        self._ids: list[int] = []
+        self._pending: list[tuple[int, torch.Tensor]] = []
+        self._next_id = 0
+        self._warned_range = False
         self.frame_index = 0
+
+    @property
+    def query_ids(self) -> list[int]:
+        """Ids of the user queries in the order of ``forward_frame``'s outputs (started ones, then pending)."""
+        return self._ids + [query_id for query_id, _ in self._pending]
+
+    def add_queries(self, points: torch.Tensor) -> list[int]:
+        """Queue (n, 2) points (x, y), in pixels of the stream's frames, to start on the next frame given.
+
+        Returns one stable id per point; the ids stay valid (and keep naming the same points) while other queries
+        are added or removed, until ``reset``.
+        """
+        points = self._as_query_points(points)
+        if self._frame_size is not None:
+            self._check_inside(points)
+        ids = list(range(self._next_id, self._next_id + points.shape[1]))
+        self._next_id += len(ids)
+        self._pending.extend(zip(ids, points[0]))
+        return ids
+
+    def remove_queries(self, ids: list[int]) -> None:
+        """Stop tracking the queries with these ids and free their memory.
+
+        From the next frame on, the other queries are computed exactly as if the removed ones had never been
+        there; what they took from them on earlier frames (query self-attention mixes the queries of a frame)
+        stays in their memory.
+        """
+        unknown = sorted(set(ids) - set(self.query_ids))
+        if unknown:
+            raise InputError(f"no query with id(s) {unknown}; current ids: {self.query_ids}")
+        removed = set(ids)
+        self._pending = [(query_id, xy) for query_id, xy in self._pending if query_id not in removed]
+        keep_user = [i for i, query_id in enumerate(self._ids) if query_id not in removed]
+        if len(keep_user) == len(self._ids):
+            return
+        keep = torch.tensor(list(range(self._num_support)) + [self._num_support + i for i in keep_user],
+                            dtype=torch.long, device=self._coords.device)
+        state = self._state
+        state.q_init = state.q_init[:, keep]
+        state.memory = state.memory[:, keep]
+        state.memory_mask = state.memory_mask[:, keep]
+        state.started = state.started[:, keep]
+        self._coords = self._coords[:, keep]
+        self._ids = [self._ids[i] for i in keep_user]
 
     @torch.no_grad()
     def forward_frame(
@@ -147,33 +209,65 @@ class Predictor(nn.Module):
 
         frame: (3, H, W) or (1, 3, H, W) in 0..255; new_queries: (n, 2) or (1, n, 2) as (x, y) on this frame,
         appended after the queries started earlier. Returns points (N, 2) in frame pixels and visibility (N,)
-        for all user queries started so far, in the order they were given.
+        for all user queries started so far, in the order they were given (``query_ids`` names them).
         """
+        tracks = self.track_frame(frame, new_queries)
+        return tracks.points, tracks.visible
+
+    @torch.no_grad()
+    def track_frame(self, frame: torch.Tensor, new_queries: torch.Tensor | None = None) -> FrameTracks:
+        """``forward_frame`` that also returns the query ids and per-point confidence (see ``FrameTracks``)."""
         frame = self._check_frame(frame)
+        if self._warned_range:  # warn about a 0..1 stream once, but check every frame for NaN / inf
+            if not bool(torch.isfinite(frame).all()):
+                raise InputError("frame contains NaN or infinite pixel values")
+        else:
+            self._warned_range = check_pixel_values(frame, "frame")
         height, width = self._frame_size
+        self._check_pending()
+        if new_queries is not None:
+            self.add_queries(new_queries)
         frame = self._as_model_input(frame)
         features = self.model.encode(self.model.resize_frames(frame))
-        first_frame = self._state is None
-        previous = 0 if first_frame else self._state.started.shape[1]
-        if first_frame:
+        if self._state is None:
             self._state = self.model.init_state(1, 0, features.fused)
             self._coords = features.fused.new_zeros(1, 0, 2)
             support = self._support_queries(height, width, frame.device)[..., 1:]
             self._num_support = support.shape[1]
             self._add_queries(support.to(frame.dtype), width, height)
-        if new_queries is not None:
-            self._add_queries(self._check_new_queries(new_queries).to(frame.dtype), width, height)
+        self._start_pending(frame.dtype, width, height)
         state = self._state
         starting = ~state.started
         active = torch.ones_like(state.started)
-        total = state.started.shape[1]
-        plan = StepPlan(start=slice(previous, None) if total > previous else None,
-                        decode=slice(None) if total else None, all_active=True)
-        points, v_logit, _ = self.model.step(state, features, self._coords, starting, active, plan)
+        points, v_logit, u_logit = self.model.step(state, features, self._coords, starting, active)
         self.frame_index += 1
         scale = torch.tensor([width / self.model.W, height / self.model.H], dtype=points.dtype, device=points.device)
         user = slice(self._num_support, None)
-        return (points[0, user] * scale).to(frame.dtype), self._visibility(v_logit[0, user], state.started[0, user])
+        return FrameTracks(
+            ids=list(self._ids),
+            points=(points[0, user] * scale).to(frame.dtype),
+            visible=self._visibility(v_logit[0, user], state.started[0, user]),
+            confidence=torch.sigmoid(-u_logit[0, user]).to(frame.dtype),
+        )
+
+    def _start_pending(self, dtype: torch.dtype, width: int, height: int) -> None:
+        """Move the queued queries into the tracker state; they start on the frame being processed."""
+        if not self._pending:
+            return
+        points = torch.stack([xy for _, xy in self._pending]).unsqueeze(0)
+        self._add_queries(points.to(dtype), width, height)
+        self._ids.extend(query_id for query_id, _ in self._pending)
+        self._pending = []
+
+    def _check_pending(self) -> None:
+        """Queries queued before the first frame must lie in it; if not they are dropped and the error raised."""
+        if not self._pending:
+            return
+        try:
+            self._check_inside(torch.stack([xy for _, xy in self._pending]).unsqueeze(0))
+        except InputError:
+            self._pending = []
+            raise
 
     def _check_frame(self, frame: torch.Tensor) -> torch.Tensor:
         if not isinstance(frame, torch.Tensor):
@@ -188,19 +282,24 @@ class Predictor(nn.Module):
         self._frame_size = size
         return frame
 
-    def _check_new_queries(self, new_queries: torch.Tensor) -> torch.Tensor:
-        """(n, 2) or (1, n, 2) points (x, y) inside the frame -> (1, n, 2)."""
-        if not isinstance(new_queries, torch.Tensor):
-            new_queries = torch.as_tensor(new_queries, dtype=torch.float32)
-        if new_queries.dim() == 2:
-            new_queries = new_queries.unsqueeze(0)
-        if new_queries.dim() != 3 or new_queries.shape[0] != 1 or new_queries.shape[-1] != 2:
-            raise InputError(f"new_queries must have shape (n, 2) or (1, n, 2) as (x, y), got "
-                             f"{tuple(new_queries.shape)}")
+    def _as_query_points(self, points: torch.Tensor) -> torch.Tensor:
+        """(n, 2) or (1, n, 2) points (x, y) -> (1, n, 2) on the model's device."""
+        if not isinstance(points, torch.Tensor):
+            points = torch.as_tensor(points, dtype=torch.float32)
+        if points.dim() == 2:
+            points = points.unsqueeze(0)
+        if points.dim() != 3 or points.shape[0] != 1 or points.shape[-1] != 2:
+            raise InputError(f"new_queries must have shape (n, 2) or (1, n, 2) as (x, y), got {tuple(points.shape)}")
+        if points.shape[1] == 0:
+            raise InputError("new_queries is empty: give at least one (x, y) point, or None when no query starts "
+                             "on this frame")
+        return points.to(self._param.device)
+
+    def _check_inside(self, points: torch.Tensor) -> None:
+        """(1, n, 2) points must lie in the stream's frame (unless outside queries are allowed)."""
         height, width = self._frame_size
-        with_time = torch.cat([torch.zeros_like(new_queries[..., :1]), new_queries], dim=-1)
+        with_time = torch.cat([torch.zeros_like(points[..., :1]), points], dim=-1)
         check_queries(with_time.float(), 1, None, height, width, allow_outside=self.allow_outside_queries)
-        return new_queries.to(self._param.device)
 
     def _add_queries(self, points: torch.Tensor, width: int, height: int) -> None:
         """Append (1, n, 2) not-yet-started queries to the stream's state."""

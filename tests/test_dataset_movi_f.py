@@ -8,10 +8,10 @@ import torch
 
 from dataset.augment import AugmentParams, spatial_augment
 from dataset.errors import DatasetFormatError
-from dataset.loading import make_dataloader
 from dataset.movi_f import Movi_F_Large
 from dataset.movi_f_sampling import candidate_tracks, sample_frame_indices, select_tracks
 from dataset.synthetic import generate_clip, write_movi_f
+from training.data_stream import EpochSampler, make_epoch_loader
 from utils.config import config_from_mapping
 
 CLIP = dict(num_frames=12, height=96, width=128, num_points=96)
@@ -89,9 +89,15 @@ def test_augmented_samples_are_consistent_in_time(movi_root) -> None:
 
 
 def test_full_augmentation_sample_format(movi_root) -> None:
+    """Pixels stay in [0, 255] whatever the thread count (one thread rounds the resizing differently)."""
     dataset = Movi_F_Large(make_args(movi_root, T=8, N=16, input_size=[64, 64], frame_sample_ratio=1.0))
-    for seed in range(3):
-        rgbs, trajs, visibles, k = dataset.sample(0, np.random.default_rng(seed))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        samples = [dataset.sample(0, np.random.default_rng(seed)) for seed in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    for rgbs, trajs, visibles, k in samples:
         assert rgbs.shape == (8, 3, 64, 64) and trajs.shape == (8, 16, 2) and visibles.shape == (8, 16)
         assert 4 <= k <= 16 and float(rgbs.min()) >= 0 and float(rgbs.max()) <= 255
         assert visibles[:, :k].any(dim=0).all()
@@ -152,16 +158,20 @@ def test_seeded_loader_with_workers(movi_root) -> None:
     dataset = Movi_F_Large(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
     runs = []
     for _ in range(2):
-        loader = make_dataloader(dataset, batch_size=2, num_workers=2, seed=5, shuffle=True, drop_last=True)
-        runs.append([batch[1] for batch in loader])
+        sampler = EpochSampler(len(dataset), batch_size=2, seed=5)
+        sampler.set_position(epoch=0, start=0, iters=1)
+        runs.append([batch[1] for batch in make_epoch_loader(dataset, sampler, num_workers=2, pin_memory=False)])
     assert len(runs[0]) == 1 and runs[0][0].shape == (2, 4, 8, 2)
     assert all(torch.equal(x, y) for x, y in zip(*runs))
 
 
 def test_distributed_sampler_shards(movi_root) -> None:
     dataset = Movi_F_Large(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
-    shards = [list(make_dataloader(dataset, batch_size=1, num_workers=0, seed=0, shuffle=False, rank=r,
-                                   world_size=2).sampler) for r in range(2)]
+    shards = []
+    for rank in range(2):
+        sampler = EpochSampler(len(dataset), batch_size=1, seed=0, rank=rank, world_size=2)
+        sampler.set_position(epoch=0, start=0, iters=1)
+        shards.append([index for index, _ in sampler])
     assert sorted(shards[0] + shards[1]) == [0, 1]
 
 

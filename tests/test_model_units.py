@@ -136,4 +136,7 @@ def test_float32_and_bfloat16_autocast_run_on_cpu():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = model.forward_online(video, queries)["P"]
     assert reference.dtype == mixed.dtype == torch.float32
-    assert torch.isfinite(mixed).all()
+    assert not torch.equal(reference, mixed)  # bfloat16 really was used
+    # bfloat16 keeps ~3 significant digits: the tracks agree to a few pixels on this 96x64 input (the random
+    # model's predictions spread over the whole frame, so a broken cast would be tens of pixels off).
+    assert (reference - mixed).abs().max() < 8.0

@@ -54,13 +54,20 @@ def test_uint8_video_is_accepted(predictor):
 
 
 def test_no_queries_tracks_a_grid(predictor):
-    trajectory, _ = predictor(_video(3), None)
+    video = _video(3)
+    trajectory, visibility = predictor(video, None)
+    grid = get_points_on_a_grid(32, (70, 100))
+    explicit, explicit_visibility = predictor(video, torch.cat([torch.zeros(1, 32 * 32, 1), grid], dim=-1))
     assert trajectory.shape == (1, 3, 32 * 32, 2)
+    assert torch.equal(trajectory, explicit) and torch.equal(visibility, explicit_visibility)
 
 
 def test_progress_bar_is_shown_on_request(predictor, capsys):
     predictor(_video(2), QUERIES[:, :1], progress=True)
-    assert "tracking" in capsys.readouterr().err
+    shown = capsys.readouterr().err
+    assert "tracking" in shown and "2/2" in shown  # counts the frames
+    predictor(_video(2), QUERIES[:, :1])
+    assert capsys.readouterr().err == ""
 
 
 def test_support_grid_leaves_a_margin():
@@ -93,8 +100,12 @@ def test_bad_input_is_a_clear_error(predictor, video, queries, message):
 def test_outside_queries_can_be_allowed_explicitly():
     torch.manual_seed(0)
     lenient = Predictor(tiny_config(), support_grid_size=0, allow_outside_queries=True)
-    trajectory, _ = lenient(_video(3), torch.tensor([[[0, -5.0, 20.0], [1, 120.0, 80.0]]]))
+    video = _video(3)
+    trajectory, visibility = lenient(video, torch.tensor([[[0, -5.0, 20.0], [1, 120.0, 80.0]]]))
     assert torch.isfinite(trajectory).all() and torch.count_nonzero(trajectory[0, 1:, 1]) > 0
+    # An off-screen query takes its features from the nearest border point, as in the reference.
+    on_border, border_visibility = lenient(video, torch.tensor([[[0, 0.0, 20.0], [1, 100.0, 70.0]]]))
+    assert torch.equal(trajectory, on_border) and torch.equal(visibility, border_visibility)
 
 
 def test_stream_errors(predictor):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -33,11 +32,13 @@ def test_deterministic_by_seed() -> None:
     assert not np.array_equal(a.video, c.video)
 
 
-def test_speed_of_a_standard_clip() -> None:
-    generate_clip(0, num_frames=2, height=32, width=32)
-    start = time.perf_counter()
-    generate_clip(1, num_frames=24, height=256, width=256, num_points=64)
-    assert time.perf_counter() - start < 1.5
+def test_a_standard_size_clip_is_complete() -> None:
+    """The size the benchmarks use (24 frames of 256x256, 64 points); its timing belongs in a benchmark, not here."""
+    clip = generate_clip(1, num_frames=24, height=256, width=256, num_points=64)
+    assert clip.video.shape == (24, 256, 256, 3) and clip.video.dtype == np.uint8
+    assert clip.tracks.shape == (24, 64, 2) and np.isfinite(clip.tracks).all()
+    assert clip.visibility.any(axis=0).all()  # every point is visible somewhere
+    assert clip.video.std() > 10  # textured, not blank
 
 
 def test_tracks_follow_the_texture() -> None:

@@ -144,7 +144,9 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
     other_optimizer = build_optimizer(other, args)
     other_scheduler = build_scheduler(other_optimizer, 10, 3)
     run_vars = checkpointing.restore(path, other, other_optimizer, other_scheduler, None)
-    assert run_vars == {"epoch": 2, "iteration": 7, "best": best}
+    assert run_vars["args"]["lr"] == args.lr
+    assert {k: run_vars[k] for k in ("epoch", "iteration", "epoch_iteration", "best")} == \
+        {"epoch": 2, "iteration": 7, "epoch_iteration": 0, "best": best}
     assert other_scheduler.state_dict() == scheduler.state_dict()
     assert other_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
     _assert_same(model.state_dict(), other.state_dict())

@@ -4,15 +4,16 @@ A checkpoint is a dict readable with ``torch.load(..., weights_only=True)`` (so 
 
     model       the tracker's state dict (no DDP ``module.`` prefix; the frozen ViT included)
     optimizer   AdamW state;  scheduler  LR scheduler state;  scaler  GradScaler state or None
-    epoch       the number of finished epochs (the next epoch to run)
+    epoch       the number of finished epochs (the epoch to run or continue)
     iteration   the number of optimiser steps taken so far
+    epoch_iteration   the steps already taken in ``epoch`` (0 at an epoch's end; > 0 in a mid-epoch checkpoint)
     best_aj, best_oa, best_delta_avg   [epoch, score] of the best evaluation so far ([-1, -1] before any)
     args        the run's config as a plain dict
     parameter_order   "reference": the optimizer state lists parameters in the reference's order (older files
                 lack it and are renumbered on resume, see training.reference_checkpoint)
 
-File names as the reference: ``checkpoint.pt`` every epoch, ``best_aj.pt``, ``best_oa.pt`` and ``best_delta.pt``
-when the respective score improves.
+File names as the reference: ``checkpoint.pt`` every epoch (and every ``save_every`` iterations, or on SIGINT/SIGTERM,
+within one), ``best_aj.pt``, ``best_oa.pt`` and ``best_delta.pt`` when the respective score improves.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def make_checkpoint(
     iteration: int,
     best: dict[str, list[float]],
     args: argparse.Namespace | None = None,
+    epoch_iteration: int = 0,
 ) -> dict[str, Any]:
     """The checkpoint dict of the current training state (``model`` is the unwrapped tracker)."""
     return {
@@ -108,12 +110,22 @@ def make_checkpoint(
         "scaler": scaler.state_dict() if scaler is not None else None,
         "epoch": int(epoch),
         "iteration": int(iteration),
+        "epoch_iteration": int(epoch_iteration),
         "best_aj": list(best["aj"]),
         "best_oa": list(best["oa"]),
         "best_delta_avg": list(best["delta_avg"]),
         "args": _plain(vars(args)) if args is not None else None,
         PARAMETER_ORDER_KEY: PARAMETER_ORDER,
     }
+
+
+def remove_stale_temporaries(save_dir: str | Path) -> list[Path]:
+    """Delete temporary files a killed ``atomic_save`` left in ``save_dir``; returns them."""
+    stale = [path for name in (LAST_NAME, *BEST_NAMES.values())
+             for path in Path(save_dir).glob(f".{name}.*.tmp") if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def save_checkpoints(checkpoint: dict[str, Any], save_dir: str | Path, improved: dict[str, bool]) -> list[Path]:
@@ -162,13 +174,14 @@ def restore(
 
     The model must match (a ``module.`` prefix is accepted; the frozen ViT may be absent, as in released weights). A checkpoint without optimizer state (e.g.
     released weights) only initialises the model. Checkpoints written by the reference's trainer are accepted too
-    (``training.reference_checkpoint``). Returns the run variables: epoch, iteration and the best scores.
+    (``training.reference_checkpoint``). Returns the run variables: epoch, iteration, epoch_iteration, the best
+    scores and the saved config (``args``, None when absent).
     """
     checkpoint = read_training_checkpoint(path)
     if is_reference_layout(checkpoint):
         check_reference_layout(checkpoint, str(path))
     load_state_dict_strict(model, checkpoint, source=str(path))
-    run = {"epoch": 0, "iteration": 0, "best": initial_best()}
+    run = {"epoch": 0, "iteration": 0, "epoch_iteration": 0, "best": initial_best(), "args": None}
     if not isinstance(checkpoint.get("optimizer"), dict):
         return run
     upgrade_legacy_optimizer_state(checkpoint, optimizer, model)
@@ -183,6 +196,8 @@ def restore(
         raise CheckpointError(f"{path}: optimizer/scheduler state does not fit this run: {err}") from None
     run["epoch"] = int(checkpoint.get("epoch", 0))
     run["iteration"] = int(checkpoint.get("iteration", 0))
+    run["epoch_iteration"] = int(checkpoint.get("epoch_iteration", 0))
+    run["args"] = checkpoint.get("args") if isinstance(checkpoint.get("args"), dict) else None
     for metric in METRICS:
         value = checkpoint.get(f"best_{metric}")
         if value is not None:

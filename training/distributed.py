@@ -88,12 +88,6 @@ def fix_random_seeds(seed: int) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-def epoch_seed(seed: int, rank: int, epoch: int) -> int:
-    """The seed of one rank in one epoch: re-seeding per epoch makes a resumed run draw the same randomness
-    (masking, query frames, and with num_workers=0 the augmentations) as an uninterrupted one."""
-    return seed + 1000 * rank + 1_000_003 * epoch
-
-
 def silence_non_main(info: DistInfo):
     """Let only rank 0 print (``print(..., force=True)`` still prints anywhere), as the reference. Returns a
     function that restores ``print``."""

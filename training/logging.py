@@ -3,6 +3,9 @@
 Backends (config key ``log_backend``): ``tensorboard`` (``<model_save_path>/tensorboard``), ``csv``
 (``<model_save_path>/train_log.csv``), ``wandb`` (imported only when chosen; project "Track-On2", run named after
 the save folder, as the reference) or ``none``. Tags follow the reference's wandb names.
+
+A resumed run first drops what was logged after its checkpoint (CSV rows, TensorBoard events at later steps), so an
+iteration is never logged twice.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+from utils.config import ConfigError
 
 LOSS_NAMES = ("L_p", "L_p2", "L_vis", "L_o", "L_u", "L_topk_u", "L_topk_rank")
 LOSS_TAGS = {
@@ -28,7 +34,32 @@ TOTAL_TAG = "Training/batch_loss"
 LR_TAG = "Training/lr"
 TIME_TAG = "Training/iteration_time"
 CSV_NAME = "train_log.csv"
+EVAL_CSV_NAME = "eval_log.csv"
 TENSORBOARD_DIR = "tensorboard"
+
+
+def keep_rows(path: Path, keep: Callable[[list[str]], bool]) -> None:
+    """Rewrite the CSV file ``path`` (if any) with its header and the data rows for which ``keep`` is true."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as stream:
+        rows = list(csv.reader(stream))
+    kept = rows[:1] + [row for row in rows[1:] if row and keep(row)]
+    if len(kept) == len(rows):
+        return
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="") as stream:
+        csv.writer(stream).writerows(kept)
+    os.replace(temporary, path)
+
+
+def _before(limit: int) -> Callable[[list[str]], bool]:
+    def keep(row: list[str]) -> bool:
+        try:
+            return int(row[0]) < limit
+        except ValueError:
+            return False
+    return keep
 
 
 def _finite(name: str, value: float) -> float:
@@ -51,7 +82,9 @@ def logged_values(losses: Mapping[str, float], style: str) -> tuple[dict[str, fl
 class TrainingLogger:
     """Writes one record per iteration and one per evaluation; a no-op on ranks other than 0."""
 
-    def __init__(self, args: argparse.Namespace, rank: int = 0) -> None:
+    def __init__(self, args: argparse.Namespace, rank: int = 0, resume_iteration: int = 0,
+                 resume_epoch: int = 0) -> None:
+        """``resume_iteration`` / ``resume_epoch``: where a resumed run starts; later records are dropped."""
         self.backend = args.log_backend if rank == 0 else "none"
         self.total_style = getattr(args, "logged_total_loss", "sum")
         self.save_dir = Path(args.model_save_path)
@@ -66,16 +99,23 @@ class TrainingLogger:
                 warnings.warn("tensorboard is not installed; logging to CSV instead (pip install tensorboard)")
                 self.backend = "csv"
             else:
-                self._writer = SummaryWriter(log_dir=str(self.save_dir / TENSORBOARD_DIR))
+                self._writer = SummaryWriter(log_dir=str(self.save_dir / TENSORBOARD_DIR),
+                                             purge_step=resume_iteration or None)
         if self.backend == "csv":
             path = self.save_dir / CSV_NAME
+            keep_rows(path, _before(resume_iteration))
+            keep_rows(self.save_dir / EVAL_CSV_NAME, _before(resume_epoch))
             fresh = not path.exists() or path.stat().st_size == 0
             self._csv_file = open(path, "a", newline="")
             self._csv = csv.writer(self._csv_file)
             if fresh:
                 self._csv.writerow(["iteration", "epoch", *LOSS_NAMES, "loss", "lr", "iteration_time"])
         elif self.backend == "wandb":
-            import wandb  # optional dependency
+            try:
+                import wandb  # optional dependency
+            except ImportError:
+                raise ConfigError("log_backend 'wandb' needs the wandb package (pip install wandb), or choose "
+                                  "--log_backend tensorboard, csv or none") from None
 
             self._wandb = wandb
             wandb.init(project="Track-On2", name=self.save_dir.name, config=vars(args))
@@ -113,7 +153,7 @@ class TrainingLogger:
             for name, value in scores.items():
                 self._writer.add_scalar(f"Evaluation/{name}", value, epoch)
         elif self._csv_file is not None:
-            path = self.save_dir / "eval_log.csv"
+            path = self.save_dir / EVAL_CSV_NAME
             fresh = not path.exists()
             with open(path, "a", newline="") as stream:
                 writer = csv.writer(stream)

@@ -4,33 +4,43 @@ Recipe (the reference's): AdamW (lr, wd from the config) over the trainable para
 warm-up then cosine decay per iteration, gradient-norm clipping at 1.0, fp16 autocast with a GradScaler on CUDA when
 ``amp``, random memory masking p_mask = 0.1, queries from the ground truth (training.queries). After each epoch rank
 0 evaluates on TAP-Vid and writes ``checkpoint.pt`` and the best checkpoints by AJ, OA and delta_avg.
+
+Nothing is lost to an interruption: ``checkpoint.pt`` is also written every ``save_every`` iterations and on
+SIGINT/SIGTERM, and a resumed run continues mid-epoch with the batches and random draws of an uninterrupted run
+(``training.data_stream``, ``seed_iteration``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
+import os
+import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dataset.loading import make_dataloader
 from dataset.movi_f import Movi_F_Large
 from model.loss import Loss_Function
 from model.trackon import Track_On2
 from training import checkpointing
-from training.distributed import (DistInfo, barrier, broadcast_object, cleanup, epoch_seed, fix_random_seeds,
-                                  init_distributed, silence_non_main)
+from training.data_stream import EpochSampler, LoadFailure, derived_seed, die_with_parent, make_epoch_loader
+from training.distributed import (DistInfo, barrier, broadcast_object, cleanup, fix_random_seeds, init_distributed,
+                                  silence_non_main)
+from training.interrupts import StopRequests, TrainingInterrupted
 from training.logging import LOSS_NAMES, TrainingLogger
 from training.queries import sample_queries
+from training.resume_check import changed_settings
 from training.schedule import build_scheduler
 
 P_MASK = 0.1
@@ -128,86 +138,137 @@ def train_step(state: TrainState, video: torch.Tensor, tracks: torch.Tensor, vis
     return StepResult(sum(values), dict(zip(LOSS_NAMES, values)), lr, time.perf_counter() - start)
 
 
-def epoch_batches(loader, iters: int) -> Iterator:
-    """``iters`` batches from ``loader``, starting over when it runs out (when ``iters_per_epoch`` > its length)."""
-    return itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), iters)
+@dataclass
+class EpochContext:
+    """What the iterations of an epoch need besides the optimisation state."""
+
+    args: argparse.Namespace
+    info: DistInfo
+    logger: TrainingLogger
+    stop: StopRequests
+    save: Callable[[int, int], None]  # save(epoch, epoch_iteration): a checkpoint within the epoch (rank 0)
 
 
-def train_one_epoch(state: TrainState, loader, iters: int, epoch: int, args: argparse.Namespace,
-                    logger: TrainingLogger, show_progress: bool) -> tuple[float, float]:
-    """Run ``iters`` steps; returns the mean total loss and the mean seconds per iteration (this rank)."""
-    bar = tqdm(epoch_batches(loader, iters), total=iters, disable=not show_progress, file=sys.stdout,
+def seed_iteration(seed: int, rank: int, iteration: int) -> None:
+    """Seed Python, numpy and torch for one training step, so a resumed run draws what an uninterrupted one does."""
+    value = derived_seed(seed, rank, iteration)
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def interrupted_message(epoch: int, epoch_iteration: int, iters: int) -> str:
+    return f"interrupted at epoch {epoch} iteration {epoch_iteration}/{iters}; rerun the same command to resume"
+
+
+def train_one_epoch(state: TrainState, loader: DataLoader, epoch: int, start: int, iters: int,
+                    ctx: EpochContext) -> tuple[float, float]:
+    """Run iterations ``start`` .. ``iters - 1`` of ``epoch``; returns the mean total loss and the mean seconds per
+    iteration of this rank. Saves every ``save_every`` iterations; on SIGINT/SIGTERM saves and raises
+    ``TrainingInterrupted``."""
+    args, info = ctx.args, ctx.info
+    bar = tqdm(loader, total=iters, initial=start, disable=not info.is_main, file=sys.stdout,
                desc=f"epoch {epoch}", dynamic_ncols=True)
     total = seconds = 0.0
+    done = start
     for batch in bar:
+        if isinstance(batch, LoadFailure):
+            batch.raise_error()
+        seed_iteration(args.seed, info.rank, state.iteration)
         video, tracks, visibility = prepare_batch(batch, state.device)
         step = train_step(state, video, tracks, visibility, args.input_size)
-        logger.log_iteration(state.iteration - 1, epoch, step.terms, step.lr, step.seconds)
+        ctx.logger.log_iteration(state.iteration - 1, epoch, step.terms, step.lr, step.seconds)
         bar.set_description(f"epoch {epoch} | loss {step.loss:.5f}")
         bar.set_postfix(lr=f"{step.lr:.2e}", s_per_it=f"{step.seconds:.2f}")
         total += step.loss
         seconds += step.seconds
+        done += 1
+        signal_number = ctx.stop.agreed(state.device, info.distributed)
+        if signal_number or (args.save_every and state.iteration % args.save_every == 0 and done < iters):
+            ctx.save(epoch, done)
+        if signal_number:
+            bar.close()
+            raise TrainingInterrupted(interrupted_message(epoch, done, iters), signal_number)
     bar.close()
-    return total / max(iters, 1), seconds / max(iters, 1)
+    count = max(done - start, 1)
+    return total / count, seconds / count
 
 
-def build_train_loader(args: argparse.Namespace, info: DistInfo):
+def build_train_data(args: argparse.Namespace, info: DistInfo) -> tuple[DataLoader, EpochSampler]:
+    """The training DataLoader and its resumable sampler (set its position before each epoch)."""
     dataset = Movi_F_Large(args)
-    return make_dataloader(dataset, batch_size=args.bs, num_workers=args.num_workers, seed=args.seed, shuffle=True,
-                           drop_last=True, rank=info.rank, world_size=info.world_size,
-                           pin_memory=info.device.type == "cuda")
-
-
-def set_loader_epoch(loader, args: argparse.Namespace, epoch: int) -> None:
-    """Make an epoch's data order independent of earlier epochs (so a resumed run sees the same data)."""
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)
-    elif getattr(loader.sampler, "generator", None) is not None:
-        loader.sampler.generator.manual_seed(args.seed + epoch)
-    if loader.generator is not None:
-        loader.generator.manual_seed(args.seed + epoch)
+    sampler = EpochSampler(len(dataset), args.bs, args.seed, info.rank, info.world_size)
+    if sampler.batches_per_pass == 0:
+        raise ValueError(f"{args.movi_f_root}: fewer samples ({len(dataset)}) than processes x batch size "
+                         f"({info.world_size} x {args.bs})")
+    loader = make_epoch_loader(dataset, sampler, args.num_workers, pin_memory=info.device.type == "cuda")
+    return loader, sampler
 
 
 def run(args: argparse.Namespace, max_epochs_per_run: int | None = None, device: str | None = None) -> dict:
-    """The whole training job (every rank calls it). Returns a summary (best scores, last epoch and iteration)."""
+    """The whole training job (every rank calls it). Returns a summary (best scores, last epoch and iteration).
+
+    Raises ``TrainingInterrupted`` (after saving) on SIGINT/SIGTERM."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        die_with_parent(signal.SIGTERM)  # torchrun's agent died: save and stop rather than run on orphaned
     info = init_distributed(device)
     restore_print = silence_non_main(info)
     try:
-        return _run(args, info, max_epochs_per_run)
+        with StopRequests() as stop:
+            return _run(args, info, max_epochs_per_run, stop)
     finally:
         restore_print()
         cleanup(info)
 
 
-def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | None) -> dict:
-    fix_random_seeds(args.seed + info.rank)
-    start_time = time.time()
-    save_dir = Path(args.model_save_path)
-    if info.is_main:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    print(f"World size: {info.world_size}, device: {info.device}")
-
-    # === Data ===
-    loader = build_train_loader(args, info)
-    if len(loader) == 0:
-        raise ValueError(f"{args.movi_f_root}: fewer samples than processes x batch size ({info.world_size} x {args.bs})")
-    iters = args.iters_per_epoch if args.iters_per_epoch is not None else len(loader)
-    print(f"Total number of iterations: {iters * args.epoch_num / 1000:.3f}K ({iters} per epoch)")
-    evaluator = None
+def load_eval_set(args: argparse.Namespace, info: DistInfo) -> Dataset | None:
+    """The evaluation set on rank 0 (None elsewhere); every rank stops if it is unusable (rather than wait forever)."""
     eval_dataset, eval_error = None, None
     if info.is_main:
-        from training.validation import TrainingEvaluator, load_eval_dataset
+        from training.validation import load_eval_dataset
 
         try:
             eval_dataset = load_eval_dataset(args)
         except (ValueError, OSError) as err:  # DatasetFormatError is a ValueError
             eval_error = err
-    # Rank 0 alone reads the evaluation set; every rank must stop if it is unusable (rather than wait forever).
     message = broadcast_object(None if eval_error is None else str(eval_error), info)
     if eval_error is not None:
         raise eval_error
     if message is not None:
         raise ValueError(f"rank 0 could not load the evaluation set: {message}")
+    return eval_dataset
+
+
+def resume_run(args: argparse.Namespace, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+               scaler) -> dict:
+    """Restore the checkpoint to resume from, if any, and warn about config values that differ from its own."""
+    resume = checkpointing.resume_path(args.checkpoint_path, args.model_save_path)
+    if resume is None:
+        return {"epoch": 0, "iteration": 0, "epoch_iteration": 0, "best": checkpointing.initial_best(), "args": None}
+    run_vars = checkpointing.restore(resume, model, optimizer, scheduler, scaler)
+    print(f"Resumed from {resume}: epoch {run_vars['epoch']}, iteration {run_vars['iteration']}"
+          + (f" ({run_vars['epoch_iteration']} into the epoch)" if run_vars["epoch_iteration"] else ""))
+    for line in changed_settings(run_vars["args"], args):
+        print(line, file=sys.stderr, flush=True)
+    run_vars["source"] = resume
+    return run_vars
+
+
+def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | None, stop: StopRequests) -> dict:
+    fix_random_seeds(args.seed + info.rank)
+    start_time = time.time()
+    save_dir = Path(args.model_save_path)
+    if info.is_main:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        for path in checkpointing.remove_stale_temporaries(save_dir):
+            print(f"Removed {path}, left by a run killed while saving")
+    print(f"World size: {info.world_size}, device: {info.device}")
+
+    # === Data ===
+    loader, sampler = build_train_data(args, info)
+    iters = args.iters_per_epoch if args.iters_per_epoch is not None else sampler.batches_per_pass
+    print(f"Total number of iterations: {iters * args.epoch_num / 1000:.3f}K ({iters} per epoch)")
+    eval_dataset = load_eval_set(args, info)
 
     # === Model & optimisation ===
     model = Track_On2(args).to(info.device)
@@ -219,12 +280,12 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
     print(f"Number of parameters: {total / 10**6:.2f}M")
     print(f"Number of learnable parameters: {trainable / 10**6:.2f}M")
 
-    run_vars = {"epoch": 0, "iteration": 0, "best": checkpointing.initial_best()}
-    resume = checkpointing.resume_path(args.checkpoint_path, args.model_save_path)
-    if resume is not None:
-        run_vars = checkpointing.restore(resume, model, optimizer, scheduler, scaler)
-        print(f"Resumed from {resume}: epoch {run_vars['epoch']}, iteration {run_vars['iteration']}")
+    run_vars = resume_run(args, model, optimizer, scheduler, scaler)
     best = run_vars["best"]
+    first_epoch, start = run_vars["epoch"], min(run_vars["epoch_iteration"], iters)
+    if first_epoch >= args.epoch_num:
+        print(f"Nothing to train: {run_vars['source']} already finished epoch_num={args.epoch_num} epoch(s) "
+              f"(give a larger --epoch_num to train longer)", file=sys.stderr, flush=True)
 
     if info.distributed:
         ddp_kwargs = {"device_ids": [info.device.index]} if info.device.type == "cuda" else {}
@@ -233,43 +294,61 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
         model_for_training = model
     state = TrainState(model_for_training, optimizer, scheduler, scaler, Loss_Function(args), info.device, amp,
                        iteration=run_vars["iteration"])
+    evaluator = None
     if info.is_main:
+        from training.validation import TrainingEvaluator
+
         evaluator = TrainingEvaluator(args, eval_dataset, info.device)
-    logger = TrainingLogger(args, info.rank)
+    logger = TrainingLogger(args, info.rank, resume_iteration=state.iteration, resume_epoch=first_epoch)
+
+    def save_within_epoch(epoch: int, epoch_iteration: int) -> None:
+        if info.is_main:
+            ckpt = checkpointing.make_checkpoint(model, optimizer, scheduler, scaler, epoch, state.iteration, best,
+                                                 args, epoch_iteration=epoch_iteration)
+            checkpointing.save_checkpoints(ckpt, save_dir, {})
+            logger.flush()
+        barrier(info)
+
+    ctx = EpochContext(args, info, logger, stop, save_within_epoch)
 
     # === Epochs ===
     print("Training starts")
     epochs_run = 0
     last_scores: dict[str, float] = {}
-    for epoch in range(run_vars["epoch"], args.epoch_num):
-        if max_epochs_per_run is not None and epochs_run >= max_epochs_per_run:
-            print(f"Stopping after {epochs_run} epoch(s) in this run (resume with the same command)")
-            break
-        print(f"=== === Epoch {epoch} === ===")
-        fix_random_seeds(epoch_seed(args.seed, info.rank, epoch))
-        set_loader_epoch(loader, args, epoch)
-        mean_loss, seconds = train_one_epoch(state, loader, iters, epoch, args, logger, show_progress=info.is_main)
-        print(f"Epoch {epoch}: mean loss {mean_loss:.5f}, {seconds:.3f} s/iteration, iteration {state.iteration}")
+    try:
+        for epoch in range(first_epoch, args.epoch_num):
+            if max_epochs_per_run is not None and epochs_run >= max_epochs_per_run:
+                print(f"Stopping after {epochs_run} epoch(s) in this run (resume with the same command)")
+                break
+            print(f"=== === Epoch {epoch} === ===")
+            sampler.set_position(epoch, start, iters)
+            mean_loss, seconds = train_one_epoch(state, loader, epoch, start, iters, ctx)
+            start = 0
+            print(f"Epoch {epoch}: mean loss {mean_loss:.5f}, {seconds:.3f} s/iteration, iteration {state.iteration}")
 
-        if info.is_main:
-            last_scores = evaluator(model)
-            print(f"Evaluation ({args.eval_dataset}) epoch {epoch}: AJ {last_scores['aj']:.2f}, "
-                  f"OA {last_scores['oa']:.2f}, delta_avg {last_scores['delta_avg']:.2f}")
-            logger.log_evaluation(epoch, {k: last_scores[k] for k in ("aj", "oa", "delta_avg")})
-            improved = checkpointing.update_best(best, last_scores, epoch)
-            ckpt = checkpointing.make_checkpoint(model, optimizer, scheduler, scaler, epoch + 1, state.iteration,
-                                                 best, args)
-            checkpointing.save_checkpoints(ckpt, save_dir, improved)
-            logger.flush()
-        barrier(info)
-        epochs_run += 1
-        print()
+            if info.is_main:
+                last_scores = evaluator(model)
+                print(f"Evaluation ({args.eval_dataset}) epoch {epoch}: AJ {last_scores['aj']:.2f}, "
+                      f"OA {last_scores['oa']:.2f}, delta_avg {last_scores['delta_avg']:.2f}")
+                logger.log_evaluation(epoch, {k: last_scores[k] for k in ("aj", "oa", "delta_avg")})
+                improved = checkpointing.update_best(best, last_scores, epoch)
+                ckpt = checkpointing.make_checkpoint(model, optimizer, scheduler, scaler, epoch + 1, state.iteration,
+                                                     best, args)
+                checkpointing.save_checkpoints(ckpt, save_dir, improved)
+                logger.flush()
+            barrier(info)
+            epochs_run += 1
+            signal_number = stop.agreed(info.device, info.distributed)
+            if signal_number:
+                raise TrainingInterrupted(interrupted_message(epoch + 1, 0, iters), signal_number)
+            print()
+    finally:
+        logger.close()
 
     if info.is_main:
         print("Best Results")
         print(f"Best AJ: {best['aj'][1]:.3f} at epoch {best['aj'][0]}")
         print(f"Best OA: {best['oa'][1]:.3f} at epoch {best['oa'][0]}")
         print(f"Best Smaller Delta Avg: {best['delta_avg'][1]:.3f} at epoch {best['delta_avg'][0]}")
-    logger.close()
     print(f"Training time {datetime.timedelta(seconds=int(time.time() - start_time))}")
     return {"best": best, "iteration": state.iteration, "scores": last_scores}

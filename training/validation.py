@@ -13,7 +13,7 @@ import types
 import torch
 from torch.utils.data import Dataset
 
-from evaluation.datasets import build_dataset
+from evaluation.datasets import build_dataset, video_name
 from evaluation.evaluator import TAPVID_DATASETS, evaluate
 from evaluation.report import accumulate
 from model.trackon import Track_On2
@@ -44,7 +44,9 @@ def load_eval_dataset(args: argparse.Namespace) -> Dataset:
 
 
 class TrainingEvaluator:
-    """Scores the training model's current weights: ``scores = evaluator(model)`` -> {aj, oa, delta_avg, ...}."""
+    """Scores the training model's current weights: ``scores = evaluator(model)`` -> {aj, oa, delta_avg, ...}.
+
+    Videos that cannot be evaluated are named and skipped; if none can be, the scores are NaN (never "best")."""
 
     def __init__(self, args: argparse.Namespace, dataset: Dataset, device: torch.device) -> None:
         self.args = evaluation_config(args)
@@ -66,5 +68,10 @@ class TrainingEvaluator:
         self._load_weights(model)
         self.predictor.eval()
         results = evaluate(self.predictor, self.dataset, self.args.eval_dataset, range(len(self.dataset)),
-                           self.device, print_each=False, show_progress=show_progress)
-        return accumulate(results).results()
+                           self.device, name_of=lambda index: video_name(self.dataset, index), print_each=False,
+                           show_progress=show_progress)
+        accumulator = accumulate(results)
+        if not len(accumulator):  # no usable video: the epoch's training is still saved, with unknown scores
+            print(f"warning: none of the {len(results)} evaluation video(s) could be evaluated", flush=True)
+            return {"aj": float("nan"), "oa": float("nan"), "delta_avg": float("nan")}
+        return accumulator.results()

@@ -18,6 +18,13 @@ import yaml
 VIT_BACKBONES = ("dinov2_s", "dinov2_b", "dinov3_s", "dinov3_s_plus", "dinov3_b")
 FRAME_SAMPLINGS = ("uniform", "random", "uniform_mixed")
 EVAL_DATASETS = ("davis", "rgb_stacking", "kinetics", "robotap")
+# Hugging Face model types of the ViT families (vit_backbone's prefix) a backbone_config may describe.
+VIT_MODEL_TYPES = {"dinov2": "dinov2", "dinov3": "dinov3_vit"}
+# Every attention layer of the tracker has this many heads, so D must be a multiple of it.
+TRACKER_HEADS = 4
+# Keys that must be at least 1 (at least 0 for num_workers); optional ones only when set.
+_POSITIVE = ("N", "T", "M", "D", "K", "decoder_layer_num", "predicton_head_layer_num", "rerank_layer_num", "M_i",
+             "epoch_num", "bs", "iters_per_epoch", "save_every")
 
 
 class ConfigError(ValueError):
@@ -72,6 +79,8 @@ SCHEMA: dict[str, _Key] = {
     "seed": _Key(int, 1234),
     "num_workers": _Key(int, 4),
     "iters_per_epoch": _Key((int, type(None)), None),
+    # checkpoint.pt is also written every save_every iterations (None: only at epoch ends)
+    "save_every": _Key((int, type(None)), 500),
     "log_backend": _Key(str, "tensorboard", ("tensorboard", "csv", "wandb", "none")),
     # switches restoring the reference's behaviour where ours deliberately differs (README: "Deviations")
     "frozen_vit_train_mode": _Key(bool, False),
@@ -103,6 +112,47 @@ def _check_value(key: str, value: Any, spec: _Key, source: str) -> Any:
     return list(value) if isinstance(value, list) else value
 
 
+def _check_ranges(config: Mapping[str, Any], source: str) -> None:
+    """Values that have the right type but cannot work (zero sizes, D not a multiple of the head count)."""
+    for key in _POSITIVE:
+        if config[key] is not None and config[key] < 1:
+            raise ConfigError(f"{source}: '{key}' must be at least 1, got {config[key]}")
+    if config["num_workers"] < 0:
+        raise ConfigError(f"{source}: 'num_workers' must be 0 or more, got {config['num_workers']}")
+    if not 0 <= config["delta_v"] <= 1:
+        raise ConfigError(f"{source}: 'delta_v' is a visibility probability threshold in [0, 1], got {config['delta_v']}")
+    if config["D"] % TRACKER_HEADS:
+        raise ConfigError(f"{source}: 'D' ({config['D']}) must be divisible by {TRACKER_HEADS}, the number of "
+                          "attention heads")
+    if config["backbone_config"] is not None:
+        _check_backbone_config(config["backbone_config"], config["vit_backbone"], source)
+
+
+def _check_backbone_config(backbone: Mapping[str, Any], vit_backbone: str, source: str) -> None:
+    """A backbone_config must describe the ViT family of ``vit_backbone`` with option names transformers knows
+    for a DINO ViT (transformers silently accepts any name, so a typo would build a different ViT). Names of either
+    family are accepted: exported configs carry some of the other's (DINOv2 files hold ``intermediate_size``)."""
+    wanted = VIT_MODEL_TYPES.get(vit_backbone.split("_")[0])
+    model_type = backbone["model_type"]
+    if model_type != wanted:
+        raise ConfigError(f"{source}: backbone_config model_type {model_type!r} does not fit vit_backbone "
+                          f"{vit_backbone!r} (expected {wanted!r})")
+    import inspect
+
+    import transformers
+
+    known = set(transformers.PretrainedConfig().to_dict()) | {"torch_dtype"}
+    for config_class in (transformers.CONFIG_MAPPING[name] for name in VIT_MODEL_TYPES.values()):
+        known |= set(config_class().to_dict()) | set(inspect.signature(config_class.__init__).parameters)
+    unknown = sorted(set(backbone) - known)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise ConfigError(f"{source}: unknown backbone_config key(s) {', '.join(hints)}")
+
+
 def config_from_mapping(values: Mapping[str, Any], source: str = "config") -> argparse.Namespace:
     """Validate a mapping of config keys and fill in the defaults of the keys it leaves out."""
     if isinstance(values, argparse.Namespace):
@@ -119,6 +169,7 @@ def config_from_mapping(values: Mapping[str, Any], source: str = "config") -> ar
     resolved = {key: spec.default for key, spec in SCHEMA.items()}
     for key, value in values.items():
         resolved[key] = _check_value(key, value, SCHEMA[key], source)
+    _check_ranges(resolved, source)
     return argparse.Namespace(**resolved)
 
 

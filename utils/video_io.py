@@ -12,6 +12,12 @@ class VideoReadError(RuntimeError):
     """A video file that is missing, empty, or cannot be decoded."""
 
 
+def _decoder_reason(err: BaseException) -> str:
+    """The decoder's own last word on a failure (ffmpeg errors carry its whole banner; only the last line says why)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1].rstrip(")") if lines else type(err).__name__
+
+
 def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Yield the frames of a video as uint8 (H, W, 3) arrays, one at a time (nothing is held in memory)."""
     import imageio.v2 as imageio
@@ -22,7 +28,7 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
     try:
         reader = imageio.get_reader(path)
     except Exception as err:
-        raise VideoReadError(f"could not open {path} as a video ({type(err).__name__}: {err})") from err
+        raise VideoReadError(f"no frames could be decoded from {path} ({_decoder_reason(err)})") from err
     count = 0
     try:
         for frame in reader:
@@ -32,12 +38,14 @@ def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
             yield np.ascontiguousarray(frame[..., :3]).astype(np.uint8, copy=False)
             count += 1
     except Exception as err:
+        if count == 0:
+            raise VideoReadError(f"no frames could be decoded from {path} ({_decoder_reason(err)})") from err
         raise VideoReadError(f"{path} is corrupt: decoding stopped after {count} frame(s) "
-                             f"({type(err).__name__}: {err})") from err
+                             f"({_decoder_reason(err)})") from err
     finally:
         reader.close()
     if count == 0:
-        raise VideoReadError(f"{path} contains no frames")
+        raise VideoReadError(f"no frames could be decoded from {path} (the video holds no frames)")
 
 
 def video_fps(path: str | Path, default: float = 24.0) -> float:
