@@ -31,7 +31,7 @@ MAX_RESAMPLES = 10
 CLOSE_RADIUS = 1000.0
 
 
-class Movi_F_Base(Dataset):
+class MoviFBase(Dataset):
     """Turns a clip (frames, tracks, visibility) into a padded, augmented training sample.
 
     ``use_augs`` switches all augmentations (off: the reference's plain crop); ``photometric_augs`` switches only the
@@ -112,7 +112,7 @@ class Movi_F_Base(Dataset):
         return self.sample(index, item_rng())
 
 
-class Movi_F_Large(Movi_F_Base):
+class MoviFLarge(MoviFBase):
     """The MOVi-F folder reader (one sub-folder per sample, sorted by name)."""
 
     def __init__(

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-# stage -> attribute names on Track_On2 (modules are hooked, methods wrapped); absent names are skipped.
+# stage -> attribute names on TrackOn2 (modules are hooked, methods wrapped); absent names are skipped.
 STAGES: dict[str, tuple[str, ...]] = {
     "vit_adapter_fpn": ("backbone", "fpn"),
     "feature_query_attention_head": ("feature_attention", "query_attention", "projection1", "projection2",

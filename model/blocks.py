@@ -71,7 +71,7 @@ def fused_attention(
     return linear(attended.transpose(1, 2).flatten(2), mha.out_proj.weight, mha.out_proj.bias)
 
 
-class MHA_Block(_FeedForward):
+class MHABlock(_FeedForward):
     """Post-norm multi-head attention block; a query whose keys are all masked receives no attention update."""
 
     def __init__(self, hidden_size: int, num_heads: int, attn_drop: float = 0.1, mlp_drop: float = 0.1):
@@ -97,7 +97,7 @@ class MHA_Block(_FeedForward):
         return self._finish(q, attended)
 
 
-class DMSMHA_Block(_FeedForward):
+class DMSMHABlock(_FeedForward):
     """Post-norm deformable multi-scale attention block (the attention's own residual is kept, as in mmcv)."""
 
     def __init__(self, hidden_size: int, num_heads: int, num_levels: int, p_drop: float = 0.1):

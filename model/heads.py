@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from model.blocks import MHA_Block, DMSMHA_Block
+from model.blocks import MHABlock, DMSMHABlock
 from model.onednn import linear
 
 STRIDE = 4
@@ -44,7 +44,7 @@ class RerankOutput(NamedTuple):
     s_logit_top_k: torch.Tensor  # (B, N, K)
 
 
-class Rerank_Module(nn.Module):
+class RerankModule(nn.Module):
     """Decode each of the K best patches locally, score them, and fold them back into the query."""
 
     def __init__(self, args, nhead: int = 4):
@@ -52,8 +52,8 @@ class Rerank_Module(nn.Module):
         self.K = args.K
         self.D = args.D
         self.Wf = args.input_size[1] // STRIDE
-        self.local_decoder = nn.ModuleList([DMSMHA_Block(self.D, nhead, 4) for _ in range(args.rerank_layer_num)])
-        self.fusion = MHA_Block(self.D, nhead)
+        self.local_decoder = nn.ModuleList([DMSMHABlock(self.D, nhead, 4) for _ in range(args.rerank_layer_num)])
+        self.fusion = MHABlock(self.D, nhead)
         self.fusion_layer = nn.Linear(2 * self.D, self.D)
         self.final_projection_layer = nn.Linear(2 * self.D, self.D)
         self.certainty_layer = nn.Linear(self.D, 1)
@@ -80,14 +80,14 @@ class Rerank_Module(nn.Module):
         return RerankOutput(refined, p_top_k, u_logit, s_logit)
 
 
-class Prediction_Head(nn.Module):
+class PredictionHead(nn.Module):
     """Refine the coarse patch point with per-layer offsets (each within +-4 px); predict visibility/uncertainty."""
 
     def __init__(self, args, nhead: int = 4):
         super().__init__()
         self.layer_num = args.predicton_head_layer_num
         dim = args.D
-        self.offset_transformer = nn.ModuleList([DMSMHA_Block(dim, nhead, 4) for _ in range(self.layer_num)])
+        self.offset_transformer = nn.ModuleList([DMSMHABlock(dim, nhead, 4) for _ in range(self.layer_num)])
         self.offset_layer = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2), nn.Tanh())
         self.vis_layer = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))
         self.unc_layer = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))

@@ -1,6 +1,6 @@
 """The seven training losses of Track-On2 (SPEC 12), in the reference's order.
 
-``Loss_Function(args)(out, gt_tracks, gt_visibility, query_times)`` returns
+``LossFunction(args)(out, gt_tracks, gt_visibility, query_times)`` returns
 (L_p, L_p2, L_vis, L_o, L_u, L_topk_u, L_topk_rank); their sum is the training objective. Ground truth is in
 model-input pixels; logits are evaluated in at least float32 (as the reference does under mixed precision).
 """
@@ -29,7 +29,7 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-class Loss_Function(nn.Module):
+class LossFunction(nn.Module):
     def __init__(self, args):
         super().__init__()
         self.H, self.W = args.input_size

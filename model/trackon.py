@@ -16,8 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.backbone import Backbone, FeaturePyramid
-from model.blocks import MHA_Block, SimpleFPN
-from model.heads import STRIDE, MultiScaleContext, Prediction_Head, Rerank_Module, patch_centres
+from model.blocks import MHABlock, SimpleFPN
+from model.heads import STRIDE, MultiScaleContext, PredictionHead, RerankModule, patch_centres
 from model.inputs import check_queries, check_video
 
 
@@ -115,7 +115,7 @@ class StepOutput:
         return self.p_patch + self.offsets[:, -1]
 
 
-class Track_On2(nn.Module):
+class TrackOn2(nn.Module):
     def __init__(self, args, nhead: int = 4):
         super().__init__()
         self.K = args.K
@@ -131,11 +131,11 @@ class Track_On2(nn.Module):
 
         self.backbone = Backbone(args)
         self.fpn = SimpleFPN(self.D)
-        self.reranking_head = Rerank_Module(args, nhead)
-        self.prediction_head = Prediction_Head(args, nhead)
-        self.feature_attention = nn.ModuleList([MHA_Block(self.D, nhead) for _ in range(self.decoder_layer_num)])
-        self.query_attention = nn.ModuleList([MHA_Block(self.D, nhead) for _ in range(self.decoder_layer_num)])
-        self.memory_attention = nn.ModuleList([MHA_Block(self.D, nhead) for _ in range(self.decoder_layer_num)])
+        self.reranking_head = RerankModule(args, nhead)
+        self.prediction_head = PredictionHead(args, nhead)
+        self.feature_attention = nn.ModuleList([MHABlock(self.D, nhead) for _ in range(self.decoder_layer_num)])
+        self.query_attention = nn.ModuleList([MHABlock(self.D, nhead) for _ in range(self.decoder_layer_num)])
+        self.memory_attention = nn.ModuleList([MHABlock(self.D, nhead) for _ in range(self.decoder_layer_num)])
         self.projection1 = nn.Linear(self.D, self.D)
         self.projection2 = nn.Linear(self.D, self.D)
         self.ms_corr_proj = nn.Conv2d(4, 1, kernel_size=1)

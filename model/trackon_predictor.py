@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from model.checkpoint import load_state_dict_strict, read_checkpoint
 from model.inputs import InputError, check_pixel_values, check_queries, check_video
-from model.trackon import StepPlan, TrackerState, Track_On2
+from model.trackon import StepPlan, TrackerState, TrackOn2
 from utils.config import config_from_mapping
 
 UNIFORM_GRID_SIZE = 32
@@ -71,7 +71,7 @@ class Predictor(nn.Module):
     ):
         super().__init__()
         args = config_from_mapping(args)
-        self.model = Track_On2(args)
+        self.model = TrackOn2(args)
         if checkpoint_path is not None:
             load_state_dict_strict(self.model, read_checkpoint(checkpoint_path), source=str(checkpoint_path))
         if args.M_i != args.M:

@@ -17,11 +17,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset.movi_f import Movi_F_Large  # noqa: E402
+from dataset.movi_f import MoviFLarge  # noqa: E402
 from dataset.movi_f_sampling import sample_frame_indices  # noqa: E402
 from dataset.synthetic import write_movi_f  # noqa: E402
-from model.loss import Loss_Function  # noqa: E402
-from model.trackon import Track_On2  # noqa: E402
+from model.loss import LossFunction  # noqa: E402
+from model.trackon import TrackOn2  # noqa: E402
 from tests.tiny_model import TINY_DINOV3, tiny_config  # noqa: E402
 from training.logging import logged_values, LOSS_NAMES  # noqa: E402
 from training.queries import sample_queries  # noqa: E402
@@ -29,12 +29,12 @@ from training.schedule import build_scheduler  # noqa: E402
 from training.trainer import build_optimizer, scale_tracks  # noqa: E402
 
 
-def training_losses(model: Track_On2, args, video, tracks, visibility, seed: int = 0) -> list[float]:
+def training_losses(model: TrackOn2, args, video, tracks, visibility, seed: int = 0) -> list[float]:
     """The seven losses of one training forward (p_mask 0.1) with a fixed seed."""
     torch.manual_seed(seed)
     queries = sample_queries(tracks, visibility)
     out = model(video, queries, p_mask=0.1)
-    terms = Loss_Function(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
+    terms = LossFunction(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
                                 queries[..., 0].long())
     return [t.item() for t in terms]
 
@@ -50,8 +50,8 @@ def frozen_vit(root: Path) -> None:
     for switch in (False, True):
         args = tiny_config(frozen_vit_train_mode=switch, **base)
         torch.manual_seed(0)
-        model = Track_On2(args).train()
-        data = Movi_F_Large(args)
+        model = TrackOn2(args).train()
+        data = MoviFLarge(args)
         totals[switch] = [sum(training_losses(model, args, *batch(data, i), seed=i)) for i in range(3)]
         frames = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
@@ -72,8 +72,8 @@ def random_frames(root: Path) -> None:
         args = tiny_config(movi_f_root=str(root), T=8, N=16, frame_sampling="random", frame_sample_ratio=2.0,
                            random_frames_sorted=switch)
         torch.manual_seed(0)
-        model = Track_On2(args).train()
-        data = Movi_F_Large(args)
+        model = TrackOn2(args).train()
+        data = MoviFLarge(args)
         loss = [sum(training_losses(model, args, *batch(data, i), seed=i)) for i in range(3)]
         print(f"  random_frames_sorted={switch}: T=48 of 96 frames: mean |frame step| {np.mean(gaps):.2f}, "
               f"backward steps {np.mean(backwards):.1%}; tiny model total loss of 3 clips {np.round(loss, 4).tolist()}")
@@ -83,8 +83,8 @@ def empty_mask(root: Path) -> None:
     for mode in ("zero", "nan"):
         args = tiny_config(movi_f_root=str(root), T=8, N=16, empty_mask_loss=mode)
         torch.manual_seed(0)
-        model = Track_On2(args).train()
-        video, tracks, visibility = batch(Movi_F_Large(args))
+        model = TrackOn2(args).train()
+        video, tracks, visibility = batch(MoviFLarge(args))
         visibility = torch.zeros_like(visibility)
         visibility[:, 0] = True  # every point seen on its query frame only
         terms = training_losses(model, args, video, tracks, visibility)
@@ -92,7 +92,7 @@ def empty_mask(root: Path) -> None:
         torch.manual_seed(0)
         queries = sample_queries(tracks, visibility)
         out = model(video, queries, p_mask=0.1)
-        loss = sum(Loss_Function(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
+        loss = sum(LossFunction(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
                                        queries[..., 0].long()))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -123,8 +123,8 @@ def warmup() -> None:
 def logged_total(root: Path) -> None:
     args = tiny_config(movi_f_root=str(root), T=8, N=16)
     torch.manual_seed(0)
-    model = Track_On2(args).train()
-    data = Movi_F_Large(args)
+    model = TrackOn2(args).train()
+    data = MoviFLarge(args)
     for i in range(3):
         terms = dict(zip(LOSS_NAMES, training_losses(model, args, *batch(data, i), seed=i)))
         print(f"  clip {i}: sum {logged_values(terms, 'sum')[1]:.4f}, reference formula "

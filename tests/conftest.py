@@ -30,9 +30,9 @@ def golden_config(golden):
 @pytest.fixture(scope="session")
 def golden_model(golden, golden_config):
     from model.checkpoint import load_state_dict_strict
-    from model.trackon import Track_On2
+    from model.trackon import TrackOn2
 
-    model = Track_On2(golden_config).double().eval()
+    model = TrackOn2(golden_config).double().eval()
     load_state_dict_strict(model, golden["state_dict"])
     return model
 

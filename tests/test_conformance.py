@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from model.checkpoint import load_state_dict_strict
-from model.loss import Loss_Function
-from model.trackon import Track_On2
+from model.loss import LossFunction
+from model.trackon import TrackOn2
 from model.trackon_predictor import Predictor
 from tests.conftest import FIXTURES
 from utils.config import config_from_mapping
@@ -46,7 +46,7 @@ def test_inputs_are_not_modified(golden, golden_model):
 
 def test_losses_match_reference(golden, golden_config):
     inputs = golden["loss_inputs"]
-    losses = Loss_Function(golden_config)(golden["forward"], inputs["gt_tracks"], inputs["gt_visibility"],
+    losses = LossFunction(golden_config)(golden["forward"], inputs["gt_tracks"], inputs["gt_visibility"],
                                           inputs["query_times"])
     assert len(losses) == 7
     for name, value in zip(LOSS_ORDER, losses):
@@ -89,7 +89,7 @@ def test_state_dict_names_match_official_checkpoints(variant):
     factor = 1.143 if variant == "dinov3_s_plus" else 1.0
     config = config_from_mapping({"vit_backbone": variant, "vit_upsample_factor": factor, "M": 24, "D": 256,
                                   "K": 16, "backbone_config": FULL_SIZE_VITS[variant]})
-    model = Track_On2(config)
+    model = TrackOn2(config)
     ours = {name: tuple(t.shape) for name, t in model.state_dict().items()
             if not name.startswith(f"backbone.vit_encoder.{variant.split('_')[0]}.")}
     official = _official_names(variant)
@@ -100,7 +100,7 @@ def test_state_dict_names_match_official_checkpoints(variant):
 
 
 def test_transformers4_and_5_vit_names_both_load(golden, golden_config):
-    model = Track_On2(golden_config).double().eval()
+    model = TrackOn2(golden_config).double().eval()
     renamed = {}
     for name, value in golden["state_dict"].items():
         renamed[name.replace(".attention.attention.query.", ".attention.q_proj.")

@@ -8,7 +8,7 @@ import torch
 
 from dataset.augment import AugmentParams, spatial_augment
 from dataset.errors import DatasetFormatError
-from dataset.movi_f import Movi_F_Large
+from dataset.movi_f import MoviFLarge
 from dataset.movi_f_sampling import candidate_tracks, sample_frame_indices, select_tracks
 from dataset.synthetic import generate_clip, write_movi_f
 from training.data_stream import EpochSampler, make_epoch_loader
@@ -39,7 +39,7 @@ def colours_at(video: np.ndarray, tracks: np.ndarray) -> np.ndarray:
 
 
 def test_round_trip_without_augmentation(movi_root) -> None:
-    dataset = Movi_F_Large(make_args(movi_root, N=200), use_augs=False)
+    dataset = MoviFLarge(make_args(movi_root, N=200), use_augs=False)
     assert len(dataset) == 2
     rgbs, trajs, visibles, k = dataset.sample(1, np.random.default_rng(0))
     clip = generate_clip(11, **CLIP)
@@ -76,7 +76,7 @@ def test_spatial_augmentation_keeps_tracks_on_their_pixels(flip) -> None:
 
 def test_augmented_samples_are_consistent_in_time(movi_root) -> None:
     """End to end with photometric augmentations off: a visible track keeps its colour over the clip."""
-    dataset = Movi_F_Large(make_args(movi_root, input_size=[64, 96]), photometric_augs=False)
+    dataset = MoviFLarge(make_args(movi_root, input_size=[64, 96]), photometric_augs=False)
     errors = []
     for seed in range(4):
         rgbs, trajs, visibles, k = dataset.sample(seed % 2, np.random.default_rng(seed))
@@ -90,7 +90,7 @@ def test_augmented_samples_are_consistent_in_time(movi_root) -> None:
 
 def test_full_augmentation_sample_format(movi_root) -> None:
     """Pixels stay in [0, 255] whatever the thread count (one thread rounds the resizing differently)."""
-    dataset = Movi_F_Large(make_args(movi_root, T=8, N=16, input_size=[64, 64], frame_sample_ratio=1.0))
+    dataset = MoviFLarge(make_args(movi_root, T=8, N=16, input_size=[64, 64], frame_sample_ratio=1.0))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -143,7 +143,7 @@ def test_track_selection_rules() -> None:
 
 
 def test_determinism(movi_root) -> None:
-    dataset = Movi_F_Large(make_args(movi_root, T=6, N=8, input_size=[64, 64]))
+    dataset = MoviFLarge(make_args(movi_root, T=6, N=8, input_size=[64, 64]))
     a = dataset.sample(0, np.random.default_rng(3))
     b = dataset.sample(0, np.random.default_rng(3))
     assert all(torch.equal(x, y) for x, y in zip(a[:3], b[:3])) and a[3] == b[3]
@@ -155,7 +155,7 @@ def test_determinism(movi_root) -> None:
 
 
 def test_seeded_loader_with_workers(movi_root) -> None:
-    dataset = Movi_F_Large(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
+    dataset = MoviFLarge(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
     runs = []
     for _ in range(2):
         sampler = EpochSampler(len(dataset), batch_size=2, seed=5)
@@ -166,7 +166,7 @@ def test_seeded_loader_with_workers(movi_root) -> None:
 
 
 def test_distributed_sampler_shards(movi_root) -> None:
-    dataset = Movi_F_Large(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
+    dataset = MoviFLarge(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
     shards = []
     for rank in range(2):
         sampler = EpochSampler(len(dataset), batch_size=1, seed=0, rank=rank, world_size=2)
@@ -177,9 +177,9 @@ def test_distributed_sampler_shards(movi_root) -> None:
 
 def test_missing_root(tmp_path) -> None:
     with pytest.raises(DatasetFormatError, match="does not exist"):
-        Movi_F_Large(make_args(tmp_path / "nope"))
+        MoviFLarge(make_args(tmp_path / "nope"))
     with pytest.raises(DatasetFormatError, match="no sample folders"):
-        Movi_F_Large(make_args(tmp_path))
+        MoviFLarge(make_args(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -214,7 +214,7 @@ def test_malformed_samples(tmp_path, breakage, message) -> None:
         for frame in (folder / "frames").iterdir():
             frame.unlink()
         (folder / "frames").rmdir()
-    dataset = Movi_F_Large(make_args(tmp_path, T=4, N=8, input_size=[64, 64]), use_augs=False)
+    dataset = MoviFLarge(make_args(tmp_path, T=4, N=8, input_size=[64, 64]), use_augs=False)
     with pytest.raises(DatasetFormatError, match=message) as info:
         dataset.sample(0, np.random.default_rng(0))
     assert str(tmp_path) in str(info.value)

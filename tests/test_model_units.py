@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.loss import Loss_Function
+from model.loss import LossFunction
 from model.msda import MultiScaleDeformableAttention
-from model.trackon import Track_On2
+from model.trackon import TrackOn2
 from tests.tiny_model import TINY_DINOV3, tiny_config
 
 
@@ -42,7 +42,7 @@ def test_msda_rejects_wrong_value_length():
 
 
 def test_memory_extension_keeps_endpoints_and_current_row():
-    model = Track_On2(tiny_config())
+    model = TrackOn2(tiny_config())
     before = model.t_embedding.detach().clone()
     model.memory_extension(10)
     after = model.t_embedding.detach()
@@ -56,7 +56,7 @@ def test_memory_extension_keeps_endpoints_and_current_row():
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
-    return Track_On2(tiny_config()).double().eval()
+    return TrackOn2(tiny_config()).double().eval()
 
 
 def _clip(seed: int, frames: int = 6):
@@ -85,12 +85,12 @@ def test_outputs_are_zero_before_a_query_starts(tiny_model):
 
 def test_training_step_reaches_adapter_but_not_the_frozen_vit():
     torch.manual_seed(0)
-    model = Track_On2(tiny_config()).train()
+    model = TrackOn2(tiny_config()).train()
     video = torch.rand(1, 4, 3, 64, 96) * 255
     queries = torch.tensor([[[0, 10.0, 20.0], [1, 40.0, 30.0]]])
     out = model(video, queries)
     tracks = torch.rand(1, 4, 2, 2) * torch.tensor([96.0, 64.0])
-    losses = Loss_Function(tiny_config())(out, tracks, torch.ones(1, 4, 2, dtype=torch.bool), queries[..., 0].long())
+    losses = LossFunction(tiny_config())(out, tracks, torch.ones(1, 4, 2, dtype=torch.bool), queries[..., 0].long())
     sum(losses).backward()
     vit = model.backbone.vit_encoder.dinov2
     assert all(p.grad is None and not p.requires_grad for p in vit.parameters())
@@ -103,7 +103,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for checkpointed in (False, True):
         torch.manual_seed(0)
-        model = Track_On2(tiny_config(grad_checkpoint=checkpointed)).double().train()
+        model = TrackOn2(tiny_config(grad_checkpoint=checkpointed)).double().train()
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
@@ -116,7 +116,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 def test_dinov3_backbone_with_upsampling_runs_and_is_consistent():
     torch.manual_seed(0)
-    model = Track_On2(tiny_config(vit_backbone="dinov3_s_plus", vit_upsample_factor=1.143,
+    model = TrackOn2(tiny_config(vit_backbone="dinov3_s_plus", vit_upsample_factor=1.143,
                                   backbone_config=TINY_DINOV3)).double().eval()
     assert model.backbone.vit_encoder.vit_input_size(64, 96) == (64, 96)
     assert model.backbone.vit_encoder.vit_input_size(384, 512) == (432, 576)
@@ -129,7 +129,7 @@ def test_dinov3_backbone_with_upsampling_runs_and_is_consistent():
 
 def test_float32_and_bfloat16_autocast_run_on_cpu():
     torch.manual_seed(0)
-    model = Track_On2(tiny_config()).eval()
+    model = TrackOn2(tiny_config()).eval()
     video = torch.rand(1, 3, 3, 64, 96) * 255
     queries = torch.tensor([[[0, 10.0, 20.0]]])
     reference = model.forward_online(video, queries)["P"]

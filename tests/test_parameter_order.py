@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from model.trackon import Track_On2
+from model.trackon import TrackOn2
 from tests.test_conformance import FULL_SIZE_VITS
 from training.trainer import build_optimizer
 from utils.config import config_from_mapping
@@ -29,12 +29,12 @@ def _official_order(variant: str) -> list[str]:
 
 
 @pytest.fixture(scope="module", params=["dinov2_s", "dinov3_s_plus"])
-def full_size(request) -> tuple[str, Track_On2]:
+def full_size(request) -> tuple[str, TrackOn2]:
     variant = request.param
     factor = 1.143 if variant == "dinov3_s_plus" else 1.0
     config = config_from_mapping({"vit_backbone": variant, "vit_upsample_factor": factor, "M": 24, "D": 256,
                                   "K": 16, "backbone_config": FULL_SIZE_VITS[variant]})
-    return variant, Track_On2(config)
+    return variant, TrackOn2(config)
 
 
 def _vit_prefix(variant: str) -> str:

@@ -18,7 +18,7 @@ import yaml
 
 from dataset.synthetic import write_movi_f, write_tapvid_davis
 from model.checkpoint import CheckpointError
-from model.trackon import Track_On2
+from model.trackon import TrackOn2
 from tests.tiny_model import tiny_config
 from training import checkpointing
 from training.schedule import build_scheduler
@@ -74,7 +74,7 @@ def make_reference_checkpoint(args, seed: int = 7):
     """A tiny model, its AdamW (reference order) after REF_ITERATION steps with random gradients, in the reference's
     layout. Returns (checkpoint, model, {name: parameter}, optimizer, scheduler)."""
     torch.manual_seed(seed)
-    model = Track_On2(args)
+    model = TrackOn2(args)
     named = dict(model.named_parameters())
     ordered = [named[name] for name in reference_parameter_order(model)]
     optimizer = torch.optim.AdamW(ordered, lr=args.lr, weight_decay=args.wd)
@@ -109,7 +109,7 @@ def reference_file(data, tmp_path):
 
 def _fresh(args):
     torch.manual_seed(99)
-    model = Track_On2(args)
+    model = TrackOn2(args)
     optimizer = build_optimizer(model, args)
     return model, optimizer, build_scheduler(optimizer, args.iters_per_epoch, args.epoch_num)
 
@@ -223,7 +223,7 @@ def test_our_checkpoint_from_before_the_reorder_still_resumes(reference_file, tm
 
     args = reference_file["args"]
     torch.manual_seed(3)
-    old_model = Track_On2(args)
+    old_model = TrackOn2(args)
     named = dict(old_model.named_parameters())
     current = [name for name, p in old_model.named_parameters() if p.requires_grad]
     old_optimizer = torch.optim.AdamW([named[n] for n in legacy_parameter_order(current)], lr=args.lr)

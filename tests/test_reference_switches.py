@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from dataset.image_ops import _shift_hue, resize_bilinear
-from dataset.movi_f import Movi_F_Large
+from dataset.movi_f import MoviFLarge
 from dataset.movi_f_sampling import sample_frame_indices
 from dataset.synthetic import write_movi_f
-from model.loss import Loss_Function
-from model.trackon import Track_On2
+from model.loss import LossFunction
+from model.trackon import TrackOn2
 from tests.tiny_model import TINY_DINOV3, tiny_config
 from training.logging import TrainingLogger, logged_values
 from training.schedule import build_scheduler
@@ -44,7 +44,7 @@ def test_defaults_are_ours():
 @pytest.mark.parametrize("switch", [False, True])
 def test_frozen_vit_train_mode(switch):
     torch.manual_seed(0)
-    model = Track_On2(tiny_config(vit_backbone="dinov3_s", backbone_config=dict(TINY_DINOV3),
+    model = TrackOn2(tiny_config(vit_backbone="dinov3_s", backbone_config=dict(TINY_DINOV3),
                                   frozen_vit_train_mode=switch)).train()
     adapter = model.backbone.vit_encoder
     assert adapter.training and adapter.spm.training
@@ -76,7 +76,7 @@ def test_movi_f_reader_follows_random_frames_sorted(tmp_path, switch):
     write_movi_f(tmp_path, 1, seed=0, num_frames=24, height=80, width=112, num_points=12)
     args = tiny_config(movi_f_root=str(tmp_path), T=6, N=8, frame_sampling="random", frame_sample_ratio=3.0,
                        random_frames_sorted=switch)
-    dataset = Movi_F_Large(args)
+    dataset = MoviFLarge(args)
     tracks, visible = dataset.read_annotation(0)
     _, clip_tracks, _ = dataset.load_clip(0, np.random.default_rng(11))
     chosen = sample_frame_indices(24, 6, "random", 3.0, np.random.default_rng(11), sort_random=switch)
@@ -100,8 +100,8 @@ def _loss_inputs(size=(32, 32), frames=3, num=2, k=2, layers=2):
 
 
 def test_empty_mask_loss_zero_or_nan_as_the_reference():
-    ours = Loss_Function(tiny_config(input_size=[32, 32]))(*_loss_inputs())
-    reference = Loss_Function(tiny_config(input_size=[32, 32], empty_mask_loss="nan"))(*_loss_inputs())
+    ours = LossFunction(tiny_config(input_size=[32, 32]))(*_loss_inputs())
+    reference = LossFunction(tiny_config(input_size=[32, 32], empty_mask_loss="nan"))(*_loss_inputs())
     point_terms = (0, 1, 3, 6)  # L_p, L_p2, L_o, L_topk_rank average over visible points after the query
     for index, (a, b) in enumerate(zip(ours, reference)):
         if index in point_terms:
@@ -183,7 +183,7 @@ def test_patch_scores_are_divided_by_the_temperature_in_their_own_dtype():
     out, tracks, visibility, query_times = _loss_inputs()
     visibility[:] = True
     out["C1"] = (out["C1"] * 0.3).half()
-    loss_fn = Loss_Function(tiny_config(input_size=[32, 32]))
+    loss_fn = LossFunction(tiny_config(input_size=[32, 32]))
     targets = loss_fn.patch_indices(tracks).flatten()
     expected = torch.nn.functional.cross_entropy((out["C1"].flatten(0, 2) / 0.05).float(), targets,
                                                  reduction="none")

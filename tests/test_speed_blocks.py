@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.blocks import MHA_Block, fused_attention
+from model.blocks import MHABlock, fused_attention
 from model.msda import deformable_sampling, deformable_sampling_reference
 from model.onednn import linear, onednn_applies, relu_feed_forward
-from model.trackon import StepPlan, Track_On2
+from model.trackon import StepPlan, TrackOn2
 from tests.tiny_model import tiny_config
 
 TIGHT = 1e-12
@@ -68,7 +68,7 @@ def test_fused_attention_matches_multihead_attention(layout):
 
 def test_block_on_query_rows_equals_the_full_blocks_rows():
     torch.manual_seed(0)
-    block = MHA_Block(16, 4).double().eval()
+    block = MHABlock(16, 4).double().eval()
     sequence = torch.randn(5, 9, 16, dtype=torch.float64)
     mask = torch.zeros(5, 9, dtype=torch.bool)
     mask[:, :3] = True
@@ -78,7 +78,7 @@ def test_block_on_query_rows_equals_the_full_blocks_rows():
     assert (full[:, -1:] - last).abs().max() < TIGHT
 
 
-def _straightforward_correlation(model: Track_On2, q: torch.Tensor, pyramid) -> torch.Tensor:
+def _straightforward_correlation(model: TrackOn2, q: torch.Tensor, pyramid) -> torch.Tensor:
     """Per-level cosine correlation, bilinear upsampling to stride 4 and the 4->1 conv, as the reference."""
     batch, num, _ = q.shape
     q_normalised = F.normalize(q, dim=-1)
@@ -93,7 +93,7 @@ def _straightforward_correlation(model: Track_On2, q: torch.Tensor, pyramid) -> 
 
 def test_correlation_basis_matches_upsample_then_conv():
     torch.manual_seed(0)
-    model = Track_On2(tiny_config()).double().eval()
+    model = TrackOn2(tiny_config()).double().eval()
     nn.init.normal_(model.ms_corr_proj.bias)
     pyramid = [torch.randn(2, h * w, model.D, dtype=torch.float64) for h, w in model.level_shapes()]
     q = torch.randn(2, 5, model.D, dtype=torch.float64)
@@ -118,9 +118,9 @@ def test_onednn_linear_and_feed_forward_match_the_default_path():
         assert torch.equal(linear(doubled, first.weight, first.bias), first(doubled))
 
 
-def _tracked_model() -> Track_On2:
+def _tracked_model() -> TrackOn2:
     torch.manual_seed(0)
-    return Track_On2(tiny_config(M=6)).double().eval()
+    return TrackOn2(tiny_config(M=6)).double().eval()
 
 
 def test_skipping_empty_memory_slots_is_exact():

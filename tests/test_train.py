@@ -125,10 +125,10 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
     from training import checkpointing
     from training.trainer import build_optimizer
     from training.schedule import build_scheduler
-    from model.trackon import Track_On2
+    from model.trackon import TrackOn2
 
     args = _config(data, tmp_path / "a", iters_per_epoch=2)
-    model = Track_On2(args)
+    model = TrackOn2(args)
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, 10, 3)
     for _ in range(4):
@@ -140,7 +140,7 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
     assert checkpointing.resume_path(str(path), str(tmp_path / "missing")) == path
     assert checkpointing.resume_path(None, str(tmp_path / "missing")) is None
 
-    other = Track_On2(args)
+    other = TrackOn2(args)
     other_optimizer = build_optimizer(other, args)
     other_scheduler = build_scheduler(other_optimizer, 10, 3)
     run_vars = checkpointing.restore(path, other, other_optimizer, other_scheduler, None)
@@ -154,20 +154,20 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ (c) overfit
 def test_overfitting_one_clip_drives_the_loss_down(data):
-    from dataset.movi_f import Movi_F_Large
-    from model.loss import Loss_Function
-    from model.trackon import Track_On2
+    from dataset.movi_f import MoviFLarge
+    from model.loss import LossFunction
+    from model.trackon import TrackOn2
     from training.schedule import build_scheduler
     from training.trainer import TrainState, build_optimizer, train_step
 
     torch.manual_seed(0)
     args = _config(data, data["root"] / "unused", lr=1e-3)
-    video, tracks, visibility, k = Movi_F_Large(args, use_augs=False)[0]
+    video, tracks, visibility, k = MoviFLarge(args, use_augs=False)[0]
     video, tracks, visibility = video[None], tracks[None, :, :k], visibility[None, :, :k]
-    model = Track_On2(args)
+    model = TrackOn2(args)
     optimizer = build_optimizer(model, args)
     iterations = 20
-    state = TrainState(model, optimizer, build_scheduler(optimizer, iterations, 1), None, Loss_Function(args),
+    state = TrainState(model, optimizer, build_scheduler(optimizer, iterations, 1), None, LossFunction(args),
                        torch.device("cpu"), amp=False)
     losses = [train_step(state, video, tracks, visibility, args.input_size).loss for _ in range(iterations)]
     print("overfit losses:", " ".join(f"{loss:.2f}" for loss in losses))
@@ -177,14 +177,14 @@ def test_overfitting_one_clip_drives_the_loss_down(data):
 
 # ------------------------------------------------------------------------------------------- (d) crash safety
 def test_interrupted_save_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
-    from model.trackon import Track_On2
+    from model.trackon import TrackOn2
     from model.trackon_predictor import Predictor
     from training import checkpointing
     from training.schedule import build_scheduler
     from training.trainer import build_optimizer
 
     args = _config(data, tmp_path)
-    model = Track_On2(args)
+    model = TrackOn2(args)
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, 4, 1)
     best = checkpointing.initial_best()

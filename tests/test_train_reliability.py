@@ -105,12 +105,12 @@ def test_signal_saves_and_a_rerun_continues_exactly(data, uninterrupted, tmp_pat
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_resumed_epoch_gets_the_same_batches_with_any_number_of_workers(data, workers):
-    from dataset.movi_f import Movi_F_Large
+    from dataset.movi_f import MoviFLarge
     from training.data_stream import EpochSampler, make_epoch_loader
     from utils.config import load_config
 
     args = load_config(data["config"], movi_f_root=str(data["movi"]))
-    dataset = Movi_F_Large(args)
+    dataset = MoviFLarge(args)
 
     def batches(start: int, iters: int, num_workers: int, epoch: int = 1) -> list:
         sampler = EpochSampler(len(dataset), 1, args.seed)

@@ -30,9 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dataset.movi_f import Movi_F_Large
-from model.loss import Loss_Function
-from model.trackon import Track_On2
+from dataset.movi_f import MoviFLarge
+from model.loss import LossFunction
+from model.trackon import TrackOn2
 from training import checkpointing
 from training.data_stream import EpochSampler, LoadFailure, derived_seed, die_with_parent, make_epoch_loader
 from training.distributed import (DistInfo, barrier, broadcast_object, cleanup, fix_random_seeds, init_distributed,
@@ -196,7 +196,7 @@ def train_one_epoch(state: TrainState, loader: DataLoader, epoch: int, start: in
 
 def build_train_data(args: argparse.Namespace, info: DistInfo) -> tuple[DataLoader, EpochSampler]:
     """The training DataLoader and its resumable sampler (set its position before each epoch)."""
-    dataset = Movi_F_Large(args)
+    dataset = MoviFLarge(args)
     sampler = EpochSampler(len(dataset), args.bs, args.seed, info.rank, info.world_size)
     if sampler.batches_per_pass == 0:
         raise ValueError(f"{args.movi_f_root}: fewer samples ({len(dataset)}) than processes x batch size "
@@ -271,7 +271,7 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
     eval_dataset = load_eval_set(args, info)
 
     # === Model & optimisation ===
-    model = Track_On2(args).to(info.device)
+    model = TrackOn2(args).to(info.device)
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, iters, args.epoch_num, args.min_warmup_steps)
     amp = bool(args.amp) and info.device.type == "cuda"
@@ -292,7 +292,7 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
         model_for_training = DistributedDataParallel(model, find_unused_parameters=False, **ddp_kwargs)
     else:
         model_for_training = model
-    state = TrainState(model_for_training, optimizer, scheduler, scaler, Loss_Function(args), info.device, amp,
+    state = TrainState(model_for_training, optimizer, scheduler, scaler, LossFunction(args), info.device, amp,
                        iteration=run_vars["iteration"])
     evaluator = None
     if info.is_main:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from evaluation.datasets import build_dataset, video_name
 from evaluation.evaluator import TAPVID_DATASETS, evaluate
 from evaluation.report import accumulate
-from model.trackon import Track_On2
+from model.trackon import TrackOn2
 from model.trackon_predictor import Predictor
 from utils.config import config_from_mapping
 
@@ -59,7 +59,7 @@ class TrainingEvaluator:
         if self.args.M_i != model.M:
             # Resample the temporal embedding with the model's own inference-time memory extension.
             holder = types.SimpleNamespace(t_embedding=state["t_embedding"].clone(), M=model.M)
-            Track_On2.memory_extension(holder, self.args.M_i)
+            TrackOn2.memory_extension(holder, self.args.M_i)
             state["t_embedding"] = holder.t_embedding.detach()
         self.predictor.model.load_state_dict(state, strict=True)
 
