@@ -1,7 +1,7 @@
 """The seven training losses of Track-On2 (SPEC 12), in the reference's order.
 
-``LossFunction(args)(out, gt_tracks, gt_visibility, query_times)`` returns
-(L_p, L_p2, L_vis, L_o, L_u, L_topk_u, L_topk_rank); their sum is the training objective. Ground truth is in
+``LossFunction(args)(out, gt_tracks, gt_visibility, query_times)`` returns a dict from each name of
+``LOSS_NAMES`` to its scalar loss, in that order; the sum of its values is the training objective. Ground truth is in
 model-input pixels; logits are evaluated in at least float32 (as the reference does under mixed precision).
 """
 
@@ -15,6 +15,9 @@ from model.heads import STRIDE
 
 TEMPERATURE = 0.05
 UNCERTAIN_DISTANCE = 12.0
+# The reference's names and order: patch classification (C1, C2), visibility, offset, uncertainty, top-k
+# uncertainty, top-k ranking.
+LOSS_NAMES = ("L_p", "L_p2", "L_vis", "L_o", "L_u", "L_topk_u", "L_topk_rank")
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor, nan_when_empty: bool = False) -> torch.Tensor:
@@ -43,8 +46,9 @@ class LossFunction(nn.Module):
         gt_tracks: torch.Tensor,
         gt_visibility: torch.Tensor,
         query_times: torch.Tensor,
-    ) -> tuple[torch.Tensor, ...]:
-        """out: the training forward's dict; gt_tracks (B, T, N, 2); gt_visibility (B, T, N) bool; query_times (B, N)."""
+    ) -> dict[str, torch.Tensor]:
+        """out: the training forward's dict; gt_tracks (B, T, N, 2); gt_visibility (B, T, N) bool; query_times (B, N).
+        Returns {name: scalar loss} for the names of ``LOSS_NAMES``, in that order."""
         if gt_tracks.shape[:3] != out["V_logit"].shape or gt_visibility.shape != out["V_logit"].shape:
             raise ValueError(
                 f"ground truth shapes tracks {tuple(gt_tracks.shape)} / visibility {tuple(gt_visibility.shape)} do "
@@ -74,7 +78,7 @@ class LossFunction(nn.Module):
             for i in range(k)
         ) / k
         l_rank = self.rank_loss(out["S_logit_top_k"], out["P_patch_top_k"], gt_tracks, point_mask)
-        return l_p, l_p2, l_vis, l_o, l_u, l_topk_u, l_rank
+        return dict(zip(LOSS_NAMES, (l_p, l_p2, l_vis, l_o, l_u, l_topk_u, l_rank)))
 
     def masked_mean(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean over ``mask``; over an empty mask 0, or NaN with ``empty_mask_loss: nan`` (the reference)."""

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset.movi_f import MoviFLarge  # noqa: E402
 from dataset.movi_f_sampling import sample_frame_indices  # noqa: E402
 from dataset.synthetic import write_movi_f  # noqa: E402
-from model.loss import LossFunction  # noqa: E402
+from model.loss import LOSS_NAMES, LossFunction  # noqa: E402
 from model.trackon import TrackOn2  # noqa: E402
 from tests.tiny_model import TINY_DINOV3, tiny_config  # noqa: E402
-from training.logging import logged_values, LOSS_NAMES  # noqa: E402
+from training.logging import logged_values  # noqa: E402
 from training.queries import sample_queries  # noqa: E402
 from training.schedule import build_scheduler  # noqa: E402
 from training.trainer import build_optimizer, scale_tracks  # noqa: E402
@@ -36,7 +36,7 @@ def training_losses(model: TrackOn2, args, video, tracks, visibility, seed: int 
     out = model(video, queries, p_mask=0.1)
     terms = LossFunction(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
                                 queries[..., 0].long())
-    return [t.item() for t in terms]
+    return [t.item() for t in terms.values()]
 
 
 def batch(dataset, index: int = 0):
@@ -93,7 +93,7 @@ def empty_mask(root: Path) -> None:
         queries = sample_queries(tracks, visibility)
         out = model(video, queries, p_mask=0.1)
         loss = sum(LossFunction(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
-                                       queries[..., 0].long()))
+                                       queries[..., 0].long()).values())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

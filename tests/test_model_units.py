@@ -91,7 +91,7 @@ def test_training_step_reaches_adapter_but_not_the_frozen_vit():
     out = model(video, queries)
     tracks = torch.rand(1, 4, 2, 2) * torch.tensor([96.0, 64.0])
     losses = LossFunction(tiny_config())(out, tracks, torch.ones(1, 4, 2, dtype=torch.bool), queries[..., 0].long())
-    sum(losses).backward()
+    sum(losses.values()).backward()
     vit = model.backbone.vit_encoder.dinov2
     assert all(p.grad is None and not p.requires_grad for p in vit.parameters())
     assert model.backbone.vit_encoder.spm.fc1.weight.grad.abs().sum() > 0

@@ -18,9 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from model.loss import LOSS_NAMES
 from utils.config import ConfigError
 
-LOSS_NAMES = ("L_p", "L_p2", "L_vis", "L_o", "L_u", "L_topk_u", "L_topk_rank")
 LOSS_TAGS = {
     "L_p": "Training/point_loss",
     "L_p2": "Training/point_rerank_loss",

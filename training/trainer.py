@@ -38,7 +38,7 @@ from training.data_stream import EpochSampler, LoadFailure, derived_seed, die_wi
 from training.distributed import (DistInfo, barrier, broadcast_object, cleanup, fix_random_seeds, init_distributed,
                                   silence_non_main)
 from training.interrupts import StopRequests, TrainingInterrupted
-from training.logging import LOSS_NAMES, TrainingLogger
+from training.logging import TrainingLogger
 from training.queries import sample_queries
 from training.resume_check import changed_settings
 from training.schedule import build_scheduler
@@ -117,7 +117,7 @@ def train_step(state: TrainState, video: torch.Tensor, tracks: torch.Tensor, vis
     with torch.autocast(device_type=state.device.type, dtype=torch.float16, enabled=state.amp):
         out = model(video, queries, p_mask=state.p_mask)
         terms = state.loss_fn(out, gt_tracks, visibility, query_times)
-    loss = sum(terms)
+    loss = sum(terms.values())
     if state.scaler is not None:
         state.scaler.scale(loss).backward()
         state.scaler.unscale_(state.optimizer)
@@ -132,10 +132,10 @@ def train_step(state: TrainState, video: torch.Tensor, tracks: torch.Tensor, vis
     state.scheduler.step()
     state.optimizer.zero_grad(set_to_none=True)
     state.iteration += 1
-    values = torch.stack([t.detach().float() for t in terms]).cpu().tolist()  # one device sync per step
+    values = torch.stack([t.detach().float() for t in terms.values()]).cpu().tolist()  # one device sync per step
     if state.device.type == "cuda":
         torch.cuda.synchronize(state.device)
-    return StepResult(sum(values), dict(zip(LOSS_NAMES, values)), lr, time.perf_counter() - start)
+    return StepResult(sum(values), dict(zip(terms, values)), lr, time.perf_counter() - start)
 
 
 @dataclass
