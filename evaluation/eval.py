@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import random
 import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
-from evaluation import distributed
 from evaluation.datasets import build_dataset, video_name
 from evaluation.device import parse_device
 from evaluation.evaluator import DATASETS, TAPVID_DATASETS, TAPVID_QUERY_MODE, evaluate
@@ -30,6 +27,7 @@ from evaluation.partial import (PartialResultsError, PartialWriter, check_writab
                                 partial_paths, remove_partials)
 from evaluation.report import accumulate, final_lines, skipped_lines, skipped_videos, write_json
 from utils.config import ConfigError, load_config
+from utils.distributed import DistInfo, cleanup, fix_random_seeds, gather, init_distributed, shard
 
 DAVIS_MEMORY_SIZE = 24
 SUPPORT_GRID_SIZE = 20
@@ -74,17 +72,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def rank_device(device: torch.device, ctx: distributed.DistContext) -> torch.device:
+def rank_device(device: torch.device, ctx: DistInfo) -> torch.device:
     """``device``, with an unnumbered CUDA device pinned to this rank's GPU."""
     if device.type == "cuda" and device.index is None:
         return torch.device("cuda", ctx.local_rank)
     return device
-
-
-def fix_random_seeds(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class EvaluationStopped(Exception):
@@ -160,10 +152,10 @@ def resume_settings(args: argparse.Namespace, model_args: argparse.Namespace) ->
 
 def evaluate_shard(args: argparse.Namespace, model_args: argparse.Namespace, dataset: Dataset,
                    predictor: torch.nn.Module, device: torch.device, num_videos: int,
-                   ctx: distributed.DistContext) -> list:
+                   ctx: DistInfo) -> list:
     """This rank's results: those saved by an earlier run of the same evaluation, then the newly evaluated ones
     (each saved to the partial file as soon as it is done)."""
-    mine = distributed.shard(num_videos, ctx)
+    mine = shard(num_videos, ctx)
     finished, writer = {}, None
     if args.output_json:
         settings = resume_settings(args, model_args)
@@ -221,7 +213,7 @@ def report(args: argparse.Namespace, model_args: argparse.Namespace, results: li
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate (this rank's share of) the dataset; rank 0 prints the final numbers and writes the JSON."""
-    ctx = distributed.setup(args.device.type)
+    ctx = init_distributed("cuda" if args.device.type == "cuda" else "cpu")
     try:
         device = rank_device(args.device, ctx)
         fix_random_seeds(SEED)
@@ -234,11 +226,11 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         results = evaluate_shard(args, model_args, dataset, predictor, device, num_videos, ctx)
-        results = distributed.gather(results, ctx)
+        results = gather(results, ctx)
         if ctx.is_main:
             report(args, model_args, results, num_videos, ctx.world_size)
     finally:
-        distributed.teardown(ctx)
+        cleanup(ctx)
     return 0
 
 

@@ -35,7 +35,7 @@ from model.loss import LossFunction
 from model.trackon import TrackOn2
 from training import checkpointing
 from training.data_stream import EpochSampler, LoadFailure, derived_seed, die_with_parent, make_epoch_loader
-from training.distributed import (DistInfo, barrier, broadcast_object, cleanup, fix_random_seeds, init_distributed,
+from utils.distributed import (DistInfo, barrier, broadcast_object, cleanup, fix_random_seeds, init_distributed,
                                   silence_non_main)
 from training.interrupts import StopRequests, TrainingInterrupted
 from training.logging import TrainingLogger

@@ -1,4 +1,5 @@
-"""Process-group setup for ``torchrun`` (NCCL on GPUs, gloo on CPU), seeding, and rank-0-only printing."""
+"""Process-group setup for ``torchrun`` (NCCL on GPUs, gloo on CPU) shared by training and evaluation: the rank's
+device, barriers, broadcast, index sharding, gathering, seeding and rank-0-only printing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import random
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +35,7 @@ class DistInfo:
 
 
 def init_distributed(device: str | None = None) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1), pick this rank's device.
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1) if not joined yet, pick this rank's device.
 
     ``device``: "cuda" / "cpu" to force one; default CUDA when available. A plain ``python main.py`` runs as a single
     process without a process group.
@@ -75,6 +77,20 @@ def broadcast_object(value, info: DistInfo):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def shard(num_items: int, info: DistInfo) -> list[int]:
+    """The item indices this rank handles: every world_size-th index, starting at its rank."""
+    return list(range(info.rank, num_items, info.world_size))
+
+
+def gather(items: list[Any], info: DistInfo) -> list[Any]:
+    """Concatenation of every rank's list, on every rank (a copy of the input list when not distributed)."""
+    if not info.distributed:
+        return list(items)
+    gathered: list[list[Any] | None] = [None] * info.world_size
+    dist.all_gather_object(gathered, items)
+    return [item for part in gathered for item in (part or [])]
 
 
 def fix_random_seeds(seed: int) -> None:
