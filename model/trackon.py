@@ -9,7 +9,7 @@ its memory (FIFO of length M).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -37,6 +37,16 @@ class TrackerState:
     memory: torch.Tensor  # (B, N, M, D) past decoded features, newest last
     memory_mask: torch.Tensor  # (B, N, M) True where a slot is empty
     started: torch.Tensor  # (B, N) bool
+
+    def extend(self, other: "TrackerState") -> None:
+        """Append ``other``'s queries (same batch, memory size and dtype) after this state's."""
+        for field in fields(self):
+            setattr(self, field.name, torch.cat([getattr(self, field.name), getattr(other, field.name)], dim=1))
+
+    def select(self, columns: torch.Tensor) -> None:
+        """Keep only the queries at ``columns`` (a long index over N), in that order."""
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name)[:, columns])
 
 
 Columns = slice | torch.Tensor  # query columns: slice(None) for all of them, else a long index tensor
@@ -354,22 +364,17 @@ class TrackOn2(nn.Module):
     @torch.no_grad()
     def forward_online(self, video: torch.Tensor, queries: torch.Tensor) -> dict[str, torch.Tensor]:
         """Frame-by-frame inference (each frame encoded on arrival): P (input pixels), V_logit, U_logit."""
+        from model.online import OnlineTracker  # the driver builds on this module's state and step
+
         times, coords = self._prepare(video, queries)
         batch, num_frames, _, height, width = video.shape
-        host_times = times.cpu()
-        points, v_logits, u_logits = [], [], []
-        state = None
-        for t in range(num_frames):
-            frame = self.encode(self.resize_frames(video[:, t]))
-            if state is None:
-                state = self.init_state(batch, queries.shape[1], frame.fused)
-            plan = StepPlan.from_times(host_times, t, self.M, video.device)
-            p, v, u = self.step(state, frame, coords, times == t, times <= t, plan)
-            points.append(p.to(video.dtype))
-            v_logits.append(v.to(video.dtype))
-            u_logits.append(u.to(video.dtype))
-        p_all = self.to_input_pixels(torch.stack(points, dim=1), height, width)
-        return {"P": p_all, "V_logit": torch.stack(v_logits, dim=1), "U_logit": torch.stack(u_logits, dim=1)}
+        tracker = OnlineTracker(self, batch, coords)
+        tracker.add_queries(coords, times)
+        steps = [tracker.step(video[:, t]) for t in range(num_frames)]
+        points = torch.stack([step.points.to(video.dtype) for step in steps], dim=1)
+        return {"P": self.to_input_pixels(points, height, width),
+                "V_logit": torch.stack([step.v_logit.to(video.dtype) for step in steps], dim=1),
+                "U_logit": torch.stack([step.u_logit.to(video.dtype) for step in steps], dim=1)}
 
     def step(self, state: TrackerState, frame: FrameFeatures, coords: torch.Tensor, starting: torch.Tensor,
              active: torch.Tensor, plan: StepPlan | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

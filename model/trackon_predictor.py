@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from model.checkpoint import load_state_dict_strict, read_checkpoint
 from model.inputs import InputError, check_pixel_values, check_queries, check_video
-from model.trackon import StepPlan, TrackerState, TrackOn2
+from model.online import OnlineTracker
+from model.trackon import TrackOn2
 from utils.config import config_from_mapping
 
 UNIFORM_GRID_SIZE = 32
@@ -127,35 +128,33 @@ class Predictor(nn.Module):
         num_user = queries.shape[1]
         support = self._support_queries(height, width, video.device).to(video.dtype).expand(batch, -1, -1)
         queries = torch.cat([queries.to(video.device, video.dtype), support], dim=1)
-        times = queries[..., 0].long()
-        host_times = times.cpu()  # the one read-back: every frame's plan is then decided on the host
         coords = queries[..., 1:] / torch.tensor([width, height], dtype=queries.dtype, device=queries.device)
+        tracker = OnlineTracker(self.model, batch, coords)
+        tracker.add_queries(coords, queries[..., 0].long())  # the one read-back: start frames go to the host
 
-        state = None
         points, visibility = [], []
         for t in tqdm(range(num_frames), desc="tracking", unit="frame", disable=not progress):
-            frame = self.model.encode(self.model.resize_frames(video[:, t]))
-            if state is None:
-                state = self.model.init_state(batch, queries.shape[1], frame.fused)
-            plan = StepPlan.from_times(host_times, t, self.model.M, video.device)
-            p, v, _ = self.model.step(state, frame, coords, times == t, times <= t, plan)
-            points.append(p[:, :num_user])
-            visibility.append(self._visibility(v[:, :num_user], (times <= t)[:, :num_user]))
+            step = tracker.step(video[:, t])
+            points.append(step.points[:, :num_user])
+            visibility.append(self._visibility(step.v_logit[:, :num_user], step.started[:, :num_user]))
         trajectory = self.model.to_input_pixels(torch.stack(points, dim=1), height, width)
         return trajectory.to(video.dtype), torch.stack(visibility, dim=1)
 
     # ------------------------------------------------------------------------------------------------ streaming
     def reset(self) -> None:
         """Forget the stream: the next ``forward_frame`` starts a new video (query ids start again at 0)."""
-        self._state: TrackerState | None = None
-        self._coords: torch.Tensor | None = None
+        self._tracker: OnlineTracker | None = None
         self._frame_size: tuple[int, int] | None = None
         self._num_support = 0
         self._ids: list[int] = []
         self._pending: list[tuple[int, torch.Tensor]] = []
         self._next_id = 0
         self._warned_range = False
-        self.frame_index = 0
+
+    @property
+    def frame_index(self) -> int:
+        """How many frames of the stream have been tracked."""
+        return 0 if self._tracker is None else self._tracker.frame_index
 
     @property
     def query_ids(self) -> list[int]:
@@ -192,13 +191,8 @@ class Predictor(nn.Module):
         if len(keep_user) == len(self._ids):
             return
         keep = torch.tensor(list(range(self._num_support)) + [self._num_support + i for i in keep_user],
-                            dtype=torch.long, device=self._coords.device)
-        state = self._state
-        state.q_init = state.q_init[:, keep]
-        state.memory = state.memory[:, keep]
-        state.memory_mask = state.memory_mask[:, keep]
-        state.started = state.started[:, keep]
-        self._coords = self._coords[:, keep]
+                            dtype=torch.long)
+        self._tracker.keep_queries(keep)
         self._ids = [self._ids[i] for i in keep_user]
 
     @torch.no_grad()
@@ -228,26 +222,20 @@ class Predictor(nn.Module):
         if new_queries is not None:
             self.add_queries(new_queries)
         frame = self._as_model_input(frame)
-        features = self.model.encode(self.model.resize_frames(frame))
-        if self._state is None:
-            self._state = self.model.init_state(1, 0, features.fused)
-            self._coords = features.fused.new_zeros(1, 0, 2)
+        if self._tracker is None:
+            self._tracker = OnlineTracker(self.model, 1, frame.new_zeros(1, 0, 2))
             support = self._support_queries(height, width, frame.device)[..., 1:]
             self._num_support = support.shape[1]
             self._add_queries(support.to(frame.dtype), width, height)
         self._start_pending(frame.dtype, width, height)
-        state = self._state
-        starting = ~state.started
-        active = torch.ones_like(state.started)
-        points, v_logit, u_logit = self.model.step(state, features, self._coords, starting, active)
-        self.frame_index += 1
-        scale = torch.tensor([width / self.model.W, height / self.model.H], dtype=points.dtype, device=points.device)
+        step = self._tracker.step(frame)
+        points = self.model.to_input_pixels(step.points[0, self._num_support:], height, width)
         user = slice(self._num_support, None)
         return FrameTracks(
             ids=list(self._ids),
-            points=(points[0, user] * scale).to(frame.dtype),
-            visible=self._visibility(v_logit[0, user], state.started[0, user]),
-            confidence=torch.sigmoid(-u_logit[0, user]).to(frame.dtype),
+            points=points.to(frame.dtype),
+            visible=self._visibility(step.v_logit[0, user], step.started[0, user]),
+            confidence=torch.sigmoid(-step.u_logit[0, user]).to(frame.dtype),
         )
 
     def _start_pending(self, dtype: torch.dtype, width: int, height: int) -> None:
@@ -302,15 +290,6 @@ class Predictor(nn.Module):
         check_queries(with_time.float(), 1, None, height, width, allow_outside=self.allow_outside_queries)
 
     def _add_queries(self, points: torch.Tensor, width: int, height: int) -> None:
-        """Append (1, n, 2) not-yet-started queries to the stream's state."""
-        state = self._state
-        count = points.shape[1]
-        if count == 0:
-            return
-        fresh = self.model.init_state(1, count, state.q_init)
-        state.q_init = torch.cat([state.q_init, fresh.q_init], dim=1)
-        state.memory = torch.cat([state.memory, fresh.memory], dim=1)
-        state.memory_mask = torch.cat([state.memory_mask, fresh.memory_mask], dim=1)
-        state.started = torch.cat([state.started, fresh.started], dim=1)
+        """Queue (1, n, 2) queries (x, y pixels) in the stream's tracker; they start on the next frame stepped."""
         scale = torch.tensor([width, height], dtype=points.dtype, device=points.device)
-        self._coords = torch.cat([self._coords, (points / scale).to(self._coords.dtype)], dim=1)
+        self._tracker.add_queries(points / scale, self._tracker.frame_index)

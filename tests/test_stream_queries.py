@@ -74,9 +74,9 @@ def test_removed_queries_free_memory_and_the_others_continue_exactly(predictor):
         if t == 1:
             b, c = predictor.add_queries(queries[1:])
         if t == 3:
-            slots_before = predictor._state.memory.shape[1]
+            slots_before = predictor._tracker.state.memory.shape[1]
             predictor.remove_queries([b])
-            assert predictor._state.memory.shape[1] == slots_before - 1 and predictor.query_ids == [a, c]
+            assert predictor._tracker.state.memory.shape[1] == slots_before - 1 and predictor.query_ids == [a, c]
         tracks = predictor.track_frame(frame)
         keep = [i for i, query_id in enumerate(tracks.ids) if query_id in (a, c)]
         got_points.append(tracks.points[keep])
