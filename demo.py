@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from evaluation.device import parse_device
 from model.checkpoint import CheckpointError
 from model.inputs import InputError
-from model.trackon_predictor import Predictor, get_points_on_a_grid
+from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor, get_points_on_a_grid
 from model.vit import BackboneUnavailableError
 from utils.config import ConfigError, load_config
 from utils.live_source import LiveSource, is_live_source
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grid_size", type=int, default=16, help="track a grid_size^2 grid from frame 0")
     parser.add_argument("--queries_json", default=None,
                         help="JSON list of [t, x, y] query points (video pixels) instead of the grid")
-    parser.add_argument("--support_grid_size", type=int, default=20)
+    parser.add_argument("--support_grid_size", type=int, default=SUPPORT_GRID_SIZE)
     parser.add_argument("--max_frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--no_video", action="store_true", help="do not write the overlay video")

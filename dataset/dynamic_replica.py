@@ -24,7 +24,8 @@ Rules, in the reference's order:
 * tracks visible in more than 10 frames are kept, in their order.
 
 Item, the reference's 3-tuple: video float32 (T, 3, H, W) in [0, 255], trajectory (T, N, 2) (x, y) pixels in the
-file's dtype, visibility (T, N) in the file's dtype.
+file's dtype, visibility (T, N) in the file's dtype. ``sample(i)`` is the item as an ``EvalSample`` with every
+track queried at frame 0 (as the reference's ``evaluate_dr``; such a query may lie outside the frame).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
+from dataset.eval_sample import EvalSample
 from dataset.file_io import require_dir, require_file, require_keys
 
 MIN_VISIBLE_FRAMES = 10  # a track must be visible in more than this many frames
@@ -179,3 +181,14 @@ class DynamicReplicaDataset(Dataset):
         keep = visibility.sum(axis=0) > MIN_VISIBLE_FRAMES
         rgbs = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).float()
         return rgbs, torch.from_numpy(np.ascontiguousarray(trajs[:, keep])), torch.from_numpy(visibility[:, keep])
+
+    def name(self, index: int) -> str:
+        """The sequence's name."""
+        return str(self.sample_list[index][0]["sequence_name"])
+
+    def sample(self, index: int) -> EvalSample:
+        video, tracks, visibility = self[index]
+        tracks = tracks.float()
+        queries = torch.cat([torch.zeros_like(tracks[0, :, :1]), tracks[0]], dim=1)
+        visible = visibility.bool()
+        return EvalSample(video, queries, tracks, visible, torch.ones_like(visible), self.name(index))

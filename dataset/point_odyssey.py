@@ -20,7 +20,9 @@ move less than 512 px between consecutive frames; coordinates are clamped to 32 
 Item (a dict, as the evaluator expects): ``seq`` str (the sequence folder), ``rgb_paths`` list[str], ``trajs``
 float64 (T, N', 2) (the reference's clamp promotes to float64; the values are float32 ones), ``visibs`` float32
 (T, N') and ``valids`` float32 (T, N') with N' = min(N, survivors). A sequence with no surviving track raises
-``DatasetFormatError`` (the reference skips it).
+``DatasetFormatError`` (the reference skips it). ``sample(i)`` is the item as an ``EvalSample``: the frames
+decoded and resized to 384x512 as the reference's ``evaluate_po``, the tracks scaled to match and queries at each
+track's first visible frame.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
+from dataset.eval_sample import EvalSample, first_visible_queries
 from dataset.file_io import load_npz, require_dir
 
 ANNOTATION_SIZE = (540, 960)  # (H, W) the reference assumes for the border and clamp rules
@@ -44,6 +47,7 @@ MAX_STEP = 512.0
 CLAMP_MARGIN = 32.0
 VISIBLE_CODE, INVALID_CODE = 1, 2
 ANNOTATION_KEYS = ("trajs_2d", "visibs")
+EVAL_SIZE = (384, 512)  # (H, W) the reference's evaluate_po resizes the frames to
 
 
 def resolve_split_dir(dataset_location: str | Path, dset: str) -> Path:
@@ -173,3 +177,16 @@ class PointOdysseyDataset(Dataset):
             "visibs": torch.from_numpy(np.ascontiguousarray(visibs[:, picked])),
             "valids": torch.from_numpy(np.ascontiguousarray(valids[:, picked])),
         }
+
+    def name(self, index: int) -> str:
+        """The sequence folder's name."""
+        return self.sequences[index].name
+
+    def sample(self, index: int) -> EvalSample:
+        item = self[index]
+        video, (original_height, original_width) = load_resized_video(item["rgb_paths"], EVAL_SIZE)
+        height, width = EVAL_SIZE
+        scale = torch.tensor([width / original_width, height / original_height], dtype=torch.float32)
+        tracks = item["trajs"].float() * scale
+        visible, valid = item["visibs"] > 0, item["valids"] > 0
+        return EvalSample(video[0], first_visible_queries(tracks, visible), tracks, visible, valid, self.name(index))

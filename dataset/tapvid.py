@@ -14,6 +14,7 @@ scaling points by 256 (so 1.0 maps to 256):
     trajs         float32 (T, M, 2) (x, y) pixels
     visibles      bool (T, M)
     query_points  float32 (M, 3) as (t, y, x); the evaluator swaps to (t, x, y) for the model
+``sample(i)`` gives the same as an ``EvalSample`` with queries as (t, x, y).
 M depends on ``query_mode`` (see ``dataset.tapvid_queries``): ``first`` keeps each track visible at least once,
 ``strided`` repeats a track for every 5th frame where it is visible.
 """
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
+from dataset.eval_sample import EvalSample
 from dataset.file_io import decode_rgb, load_pickle, require_dir, require_keys
 from dataset.image_ops import resize_video_lanczos
 from dataset.tapvid_queries import QUERY_MODES, sample_queries
@@ -157,3 +159,12 @@ class TAPVid(Dataset):
         trajs = torch.from_numpy(queries["target_points"]).permute(1, 0, 2).float()
         visibles = torch.from_numpy(~queries["occluded"]).permute(1, 0)
         return rgbs, trajs, visibles, torch.from_numpy(queries["query_points"])
+
+    def name(self, index: int) -> str:
+        """The video's source entry, such as ``tapvid_davis.pkl['bear']``."""
+        return Path(self.items[index][0]).name
+
+    def sample(self, index: int) -> EvalSample:
+        rgbs, trajs, visibles, query_points = self[index]
+        return EvalSample(rgbs, query_points[:, [0, 2, 1]], trajs, visibles, torch.ones_like(visibles),
+                          self.name(index))

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
 from evaluation import memory
-from evaluation.datasets import build_dataset
+from evaluation.datasets import EvalDataset, build_dataset
 from evaluation.device import parse_device
 from evaluation.stage_timing import StageTimer
 from evaluation.steady_state import fill_memory_at_start
@@ -70,10 +69,10 @@ def random_clips(count: int, num_frames: int, height: int, width: int, seed: int
         yield torch.randint(0, 256, (batch, num_frames, 3, height, width), generator=generator).float()
 
 
-def dataset_clips(dataset: Dataset, count: int) -> Iterator[torch.Tensor]:
-    """The first ``count`` videos of a TAP-Vid dataset as (1, T, 3, 256, 256) float in [0, 255]."""
+def dataset_clips(dataset: EvalDataset, count: int) -> Iterator[torch.Tensor]:
+    """The first ``count`` videos of an evaluation dataset as (1, T, 3, H, W) float in [0, 255]."""
     for index in range(min(count, len(dataset))):
-        yield dataset[index][0].float()[None]
+        yield dataset.sample(index).video[None]
 
 
 def _timer(device: torch.device):

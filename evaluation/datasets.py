@@ -1,38 +1,142 @@
-"""Build the evaluation dataset for a benchmark name, as the reference's eval.py does."""
+"""The evaluation benchmarks as data: for each name, its reader and the rules the reference evaluates it with.
+
+Every reader gives ``EvalSample``s (``reader.sample(i)``, ``reader.name(i)``, ``len(reader)``), so the evaluator
+is one loop for all of them; what differs between benchmarks is in ``BENCHMARKS``: the reader, the inference
+memory size M_i (24 on DAVIS, the config's elsewhere), whether query points may lie outside the frame (Dynamic
+Replica), the TAP-Vid query mode, the metrics and the per-video line.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
-from torch.utils.data import Dataset
+import torch
 
-from evaluation.evaluator import DATASETS, TAPVID_DATASETS
+from dataset.eval_sample import EvalSample
+from evaluation.metrics import (
+    compute_dynamic_replica_metrics,
+    compute_point_odyssey_metrics,
+    compute_tapvid_metrics,
+    tapvid_video_summary,
+)
+
+# Query sampling of every TAP-Vid reader in the reference: the first visible point of each track.
+TAPVID_QUERY_MODE = "first"
+# The reference's inference memory size on DAVIS.
+DAVIS_MEMORY_SIZE = 24
 
 
-def build_dataset(name: str, path: str) -> Dataset:
-    """The reader of ``name`` (one of ``DATASETS``) over the file or folder ``path``."""
-    if name in TAPVID_DATASETS:
+class EvalDataset(Protocol):
+    """What the evaluator reads: ``len(reader)`` videos, each a ``sample`` with a ``name``."""
+
+    def __len__(self) -> int: ...
+
+    def name(self, index: int) -> str: ...
+
+    def sample(self, index: int) -> EvalSample: ...
+
+
+Scorer = Callable[[EvalSample, torch.Tensor, torch.Tensor], dict[str, float]]
+
+
+def score_tapvid(sample: EvalSample, tracks: torch.Tensor, visible: torch.Tensor) -> dict[str, float]:
+    """TAP-Vid metrics (AJ, delta_avg, OA, ...) of predicted tracks (T, N, 2) and visibility (T, N)."""
+    metrics = compute_tapvid_metrics(
+        sample.queries[None][..., [0, 2, 1]].cpu().numpy(),  # (t, x, y) -> the metric's (t, y, x)
+        (~sample.visible).T[None].cpu().numpy(),
+        sample.tracks.permute(1, 0, 2)[None].cpu().numpy(),
+        (~visible.bool()).T[None].cpu().numpy(),
+        tracks.float().permute(1, 0, 2)[None].cpu().numpy(),
+        TAPVID_QUERY_MODE,
+    )
+    return tapvid_video_summary(metrics)
+
+
+def score_dynamic_replica(sample: EvalSample, tracks: torch.Tensor, visible: torch.Tensor) -> dict[str, float]:
+    """Dynamic Replica metrics (accuracy, accuracy_vis/_occ, survival) of predicted tracks (T, N, 2)."""
+    height, width = sample.size
+    return compute_dynamic_replica_metrics(tracks[None].cpu(), sample.tracks[None], sample.visible[None], height,
+                                           width)
+
+
+def score_point_odyssey(sample: EvalSample, tracks: torch.Tensor, visible: torch.Tensor) -> dict[str, float]:
+    """PointOdyssey metrics (d_avg, d_vis_avg, survival, median_l2, ...) of predicted tracks (T, N, 2)."""
+    height, width = sample.size
+    return compute_point_odyssey_metrics(tracks[None].cpu(), sample.tracks[None], sample.visible[None].float(),
+                                         sample.valid[None].float(), height, width)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """How one benchmark is read and evaluated."""
+
+    build: Callable[[str], EvalDataset]  # the reader over a file or folder
+    score: Scorer
+    line: tuple[tuple[str, str], ...]  # (label, metric key) pairs of the per-video line
+    line_format: str = ".2f"
+    line_separator: str = ", "
+    unit: str = "Video"  # how the per-video line names a video
+    memory_size: int | None = None  # inference memory size M_i; None: the config's
+    allow_outside_queries: bool = False
+    query_mode: str | None = None
+
+
+def _tapvid(name: str) -> Callable[[str], EvalDataset]:
+    def build(path: str) -> EvalDataset:
         from dataset.tapvid import TAPVid
 
-        return TAPVid(None, data_root=path, dataset_type=name)
-    if name == "point_odyssey":
-        from dataset.point_odyssey import PointOdysseyDataset
+        return TAPVid(None, data_root=path, dataset_type=name, query_mode=TAPVID_QUERY_MODE)
 
-        return PointOdysseyDataset(path, "test", 256)
-    if name == "dynamic_replica":
-        from dataset.dynamic_replica import DynamicReplicaDataset
-
-        return DynamicReplicaDataset(path, sample_len=300, only_first_n_samples=1)
-    raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return build
 
 
-def video_name(dataset: Dataset, index: int) -> str:
-    """A readable name for video ``index``: the TAP-Vid source entry, the PointOdyssey sequence folder or the
-    Dynamic Replica sequence; the index itself for other datasets."""
-    if hasattr(dataset, "items"):  # TAPVid: (source label, item) pairs
-        return Path(dataset.items[index][0]).name
-    if hasattr(dataset, "sequences"):  # PointOdysseyDataset
-        return Path(dataset.sequences[index]).name
-    if hasattr(dataset, "sample_list"):  # DynamicReplicaDataset
-        return str(dataset.sample_list[index][0]["sequence_name"])
-    return str(index)
+def _point_odyssey(path: str) -> EvalDataset:
+    from dataset.point_odyssey import PointOdysseyDataset
+
+    return PointOdysseyDataset(path, "test", 256)
+
+
+def _dynamic_replica(path: str) -> EvalDataset:
+    from dataset.dynamic_replica import DynamicReplicaDataset
+
+    return DynamicReplicaDataset(path, sample_len=300, only_first_n_samples=1)
+
+
+_TAPVID_LINE = (("AJ", "aj"), ("delta_avg", "delta_avg"), ("OA", "oa"))
+
+
+def _tapvid_benchmark(name: str, memory_size: int | None = None) -> Benchmark:
+    return Benchmark(_tapvid(name), score_tapvid, _TAPVID_LINE, memory_size=memory_size,
+                     query_mode=TAPVID_QUERY_MODE)
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "davis": _tapvid_benchmark("davis", memory_size=DAVIS_MEMORY_SIZE),
+    "kinetics": _tapvid_benchmark("kinetics"),
+    "robotap": _tapvid_benchmark("robotap"),
+    "rgb_stacking": _tapvid_benchmark("rgb_stacking"),
+    "point_odyssey": Benchmark(
+        _point_odyssey, score_point_odyssey,
+        tuple((key, key) for key in ("d_avg", "d_vis_avg", "survival", "median_l2", "median_vis_l2")),
+        line_format=".1f", line_separator="    ", unit="Sequence"),
+    "dynamic_replica": Benchmark(
+        _dynamic_replica, score_dynamic_replica,
+        (("delta_avg", "accuracy"), ("delta_vis", "accuracy_vis"), ("delta_occ", "accuracy_occ"),
+         ("survival", "survival")),
+        unit="Sequence", allow_outside_queries=True),
+}
+DATASETS = tuple(BENCHMARKS)
+TAPVID_DATASETS = tuple(name for name, benchmark in BENCHMARKS.items() if benchmark.query_mode is not None)
+
+
+def benchmark(name: str) -> Benchmark:
+    """The rules of benchmark ``name``; an unknown name is a ValueError listing the known ones."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return BENCHMARKS[name]
+
+
+def build_dataset(name: str, path: str) -> EvalDataset:
+    """The reader of benchmark ``name`` over the file or folder ``path``."""
+    return benchmark(name).build(path)

@@ -20,17 +20,16 @@ import torch
 from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
-from evaluation.datasets import build_dataset, video_name
+from evaluation.datasets import DATASETS, benchmark, build_dataset
 from evaluation.device import parse_device
-from evaluation.evaluator import DATASETS, TAPVID_DATASETS, TAPVID_QUERY_MODE, evaluate
+from evaluation.evaluator import evaluate
 from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
                                 partial_paths, remove_partials)
 from evaluation.report import accumulate, final_lines, skipped_lines, skipped_videos, write_json
+from model.trackon_predictor import SUPPORT_GRID_SIZE
 from utils.config import ConfigError, load_config
 from utils.distributed import DistInfo, cleanup, fix_random_seeds, gather, init_distributed, shard
 
-DAVIS_MEMORY_SIZE = 24
-SUPPORT_GRID_SIZE = 20
 SEED = 1234
 
 
@@ -109,15 +108,16 @@ def prepare(
     """Config (with the DAVIS memory override), dataset and predictor; bad input raises SetupError."""
     try:
         model_args = load_config(args.model_config_path)
-        if args.dataset_name == "davis":
-            model_args.M_i = DAVIS_MEMORY_SIZE
+        rules = benchmark(args.dataset_name)
+        if rules.memory_size is not None:
+            model_args.M_i = rules.memory_size
         dataset = build_dataset(args.dataset_name, args.dataset_path)
     except (ConfigError, DatasetFormatError, FileNotFoundError) as exc:
         raise SetupError(str(exc)) from exc
     if len(dataset) == 0:
         raise SetupError(f"no video found in {args.dataset_path}")
-    allow_outside = args.dataset_name == "dynamic_replica"
-    return model_args, dataset, load_predictor(model_args, args.model_checkpoint_path, device, allow_outside)
+    return model_args, dataset, load_predictor(model_args, args.model_checkpoint_path, device,
+                                               rules.allow_outside_queries)
 
 
 def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_size: int) -> dict[str, object]:
@@ -128,7 +128,7 @@ def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_siz
         "M_i": model_args.M_i,
         "delta_v": model_args.delta_v,
         "support_grid_size": SUPPORT_GRID_SIZE,
-        "query_mode": TAPVID_QUERY_MODE if args.dataset_name in TAPVID_DATASETS else None,
+        "query_mode": benchmark(args.dataset_name).query_mode,
         "world_size": world_size,
     }
 
@@ -175,7 +175,6 @@ def evaluate_shard(args: argparse.Namespace, model_args: argparse.Namespace, dat
             [i for i in mine if i not in finished],
             device,
             num_workers=args.num_workers,
-            name_of=lambda index: video_name(dataset, index),
             show_progress=not args.no_progress,
             strict=args.strict,
             on_result=writer,

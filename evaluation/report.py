@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from evaluation.evaluator import TAPVID_DATASETS, VideoResult
-from utils.eval_utils import THRESHOLDS, MetricAccumulator
+from evaluation.datasets import TAPVID_DATASETS
+from evaluation.evaluator import VideoResult
+from evaluation.metrics import THRESHOLDS, MetricAccumulator
 
 # The reference prints TAP-Vid finals in this order, under these labels.
 TAPVID_FINAL_LABELS: dict[str, str] = {

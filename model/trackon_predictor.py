@@ -32,7 +32,8 @@ from model.online import OnlineTracker
 from model.trackon import TrackOn2
 from utils.config import config_from_mapping
 
-UNIFORM_GRID_SIZE = 32
+UNIFORM_GRID_SIZE = 32  # the query grid tracked when a video comes without queries
+SUPPORT_GRID_SIZE = 20  # the reference's support grid, also its evaluation's
 
 
 def get_points_on_a_grid(size: int, extent: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -67,7 +68,7 @@ class Predictor(nn.Module):
         self,
         args: argparse.Namespace | Mapping[str, Any],
         checkpoint_path: str | Path | None = None,
-        support_grid_size: int = 20,
+        support_grid_size: int = SUPPORT_GRID_SIZE,
         allow_outside_queries: bool = False,
     ):
         super().__init__()

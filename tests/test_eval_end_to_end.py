@@ -20,7 +20,7 @@ from evaluation.eval import main
 from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
 from utils.config import load_config
-from utils.eval_utils import compute_tapvid_metrics, tapvid_video_summary
+from evaluation.metrics import compute_tapvid_metrics, tapvid_video_summary
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

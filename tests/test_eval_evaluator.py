@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from dataset.eval_sample import EvalSample, first_visible_queries
 from dataset.point_odyssey import PointOdysseyDataset, load_resized_video
 from dataset.synthetic import write_point_odyssey
-from evaluation.evaluator import VideoResult, evaluate, point_odyssey_queries
+from evaluation.evaluator import VideoResult, evaluate
 from evaluation.report import accumulate, final_lines, write_json
-from utils.eval_utils import (
+from evaluation.metrics import (
     compute_dynamic_replica_metrics,
     compute_point_odyssey_metrics,
     compute_tapvid_metrics,
@@ -43,12 +44,33 @@ def _tapvid_item(seed: int) -> tuple[torch.Tensor, ...]:
     return video, tracks, visible, queries
 
 
+class Samples:
+    """An evaluation dataset over ready-made samples."""
+
+    def __init__(self, samples: list[EvalSample]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def name(self, index: int) -> str:
+        return self.samples[index].name
+
+    def sample(self, index: int) -> EvalSample:
+        return self.samples[index]
+
+
+def _sample(video, tracks, visible, queries_txy, name: str) -> EvalSample:
+    return EvalSample(video, queries_txy, tracks, visible, torch.ones_like(visible), name)
+
+
 def test_tapvid_evaluation_equals_direct_metrics() -> None:
-    dataset = [_tapvid_item(seed) for seed in range(3)]
+    items = [_tapvid_item(seed) for seed in range(3)]
+    dataset = Samples([_sample(v, t, vis, q[:, [0, 2, 1]], f"v{i}") for i, (v, t, vis, q) in enumerate(items)])
     results = evaluate(StaticPredictor(), dataset, "davis", [0, 2], torch.device("cpu"), show_progress=False)
-    assert [r.index for r in results] == [0, 2]
+    assert [(r.index, r.name) for r in results] == [(0, "v0"), (2, "v2")]
     for result in results:
-        _, tracks, visible, queries = dataset[result.index]
+        _, tracks, visible, queries = items[result.index]
         pred = queries[None, None, :, [2, 1]].expand(1, T, N, 2)
         pred_visible = pred[..., 0] < W / 2
         direct = compute_tapvid_metrics(
@@ -64,7 +86,9 @@ def test_tapvid_evaluation_equals_direct_metrics() -> None:
 
 def test_dynamic_replica_evaluation() -> None:
     video, tracks, visible, _ = _tapvid_item(7)
-    dr = evaluate(StaticPredictor(), [(video, tracks, visible)], "dynamic_replica", [0], torch.device("cpu"))[0]
+    queries = torch.cat([torch.zeros(N, 1), tracks[0]], dim=1)
+    dataset = Samples([_sample(video, tracks, visible, queries, "dr")])
+    dr = evaluate(StaticPredictor(), dataset, "dynamic_replica", [0], torch.device("cpu"))[0]
     pred = tracks[None, :1].expand(1, T, N, 2)
     assert dr.metrics == compute_dynamic_replica_metrics(pred, tracks[None], visible[None], H, W)
 
@@ -76,7 +100,7 @@ def test_point_odyssey_evaluation_on_written_files(tmp_path) -> None:
     item = dataset[0]
     scale = torch.tensor([512 / 64, 384 / 48])
     tracks, visible, valids = item["trajs"].float()[None] * scale, item["visibs"][None], item["valids"][None]
-    queries = point_odyssey_queries(tracks, visible)
+    queries = first_visible_queries(tracks[0], visible[0] > 0)[None]
     pred = queries[:, None, :, 1:].expand(1, 10, -1, 2)
     assert po.metrics == compute_point_odyssey_metrics(pred, tracks, visible, valids, 384, 512)
     video, original_size = load_resized_video(item["rgb_paths"], (384, 512))
@@ -85,7 +109,7 @@ def test_point_odyssey_evaluation_on_written_files(tmp_path) -> None:
 
 def test_unknown_dataset_is_rejected() -> None:
     with pytest.raises(ValueError, match="Unknown dataset"):
-        evaluate(StaticPredictor(), [], "sintel", [], torch.device("cpu"))
+        evaluate(StaticPredictor(), Samples([]), "sintel", [], torch.device("cpu"))
 
 
 def test_report_is_order_independent_and_json_strict(tmp_path) -> None:

@@ -107,15 +107,15 @@ def test_strict_stops_at_the_first_bad_video_and_a_rerun_resumes(setup, tmp_path
 
     # The good videos are saved as they finish: a strict run over only the good ones is interrupted after two.
     calls = []
-    real = evaluator_module.evaluate_tapvid_video
+    real = evaluator_module.evaluate_sample
 
-    def crash_on_third(predictor, batch, device):
+    def crash_on_third(predictor, sample, rules, device):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(predictor, batch, device)
+        return real(predictor, sample, rules, device)
 
-    monkeypatch.setitem(evaluator_module.VIDEO_EVALUATORS, "davis", crash_on_third)
+    monkeypatch.setattr(evaluator_module, "evaluate_sample", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         main(_argv(setup, output, "good.pkl"))
     partial = [json.loads(line) for line in (tmp_path / "good.json.partial0.jsonl").read_text().splitlines()]
@@ -123,8 +123,8 @@ def test_strict_stops_at_the_first_bad_video_and_a_rerun_resumes(setup, tmp_path
     saved = {record["index"]: record["metrics"] for record in partial[1:]}
 
     counted = []
-    monkeypatch.setitem(evaluator_module.VIDEO_EVALUATORS, "davis",
-                        lambda p, b, d: counted.append(1) or real(p, b, d))
+    monkeypatch.setattr(evaluator_module, "evaluate_sample",
+                        lambda p, s, r, d: counted.append(1) or real(p, s, r, d))
     assert main(_argv(setup, output, "good.pkl")) == 0
     assert len(counted) == 1  # only the third video is evaluated again
     assert "Resuming: 2 video(s)" in capsys.readouterr().out

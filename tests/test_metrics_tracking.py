@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.eval_utils import (
+from evaluation.metrics import (
     THRESHOLDS,
     MetricAccumulator,
     compute_dynamic_replica_metrics,

@@ -13,20 +13,18 @@ import types
 import torch
 from torch.utils.data import Dataset
 
-from evaluation.datasets import build_dataset, video_name
-from evaluation.evaluator import TAPVID_DATASETS, evaluate
+from evaluation.datasets import TAPVID_DATASETS, benchmark, build_dataset
+from evaluation.evaluator import evaluate
 from evaluation.report import accumulate
 from model.trackon import TrackOn2
-from model.trackon_predictor import Predictor
+from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor
 from utils.config import config_from_mapping
-
-DAVIS_MEMORY_SIZE = 24
-SUPPORT_GRID_SIZE = 20
 
 
 def evaluation_config(args: argparse.Namespace) -> argparse.Namespace:
     """The training config with the evaluation memory size."""
-    memory = DAVIS_MEMORY_SIZE if args.eval_dataset == "davis" else args.M
+    memory = benchmark(args.eval_dataset).memory_size
+    memory = args.M if memory is None else memory
     return config_from_mapping({**vars(args), "M_i": memory})
 
 
@@ -68,7 +66,7 @@ class TrainingEvaluator:
         self._load_weights(model)
         self.predictor.eval()
         results = evaluate(self.predictor, self.dataset, self.args.eval_dataset, range(len(self.dataset)),
-                           self.device, name_of=lambda index: video_name(self.dataset, index), print_each=False,
+                           self.device, print_each=False,
                            show_progress=show_progress)
         accumulator = accumulate(results)
         if not len(accumulator):  # no usable video: the epoch's training is still saved, with unknown scores

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from model.checkpoint import HUB_FILES, CheckpointError, download_released_checkpoint
-from model.trackon_predictor import Predictor
+from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor
 from model.vit import vit_family
 from utils.config import load_config
 
@@ -22,7 +22,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint file, 'dinov2' / 'dinov3' for the released weights from the hub, or 'none' "
                              "for random weights (needs a config with backbone_config; for tests) (default: the "
                              "released weights matching the config's vit_backbone)")
-    parser.add_argument("--support_grid_size", type=int, default=20)
+    parser.add_argument("--support_grid_size", type=int, default=SUPPORT_GRID_SIZE)
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
 
