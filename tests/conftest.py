@@ -15,6 +15,16 @@ if str(ROOT) not in sys.path:
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_globals():
+    """Every test leaves torch's thread count, default dtype and grad mode as it found them."""
+    threads, dtype, grad = torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_default_dtype(dtype)
+    torch.set_grad_enabled(grad)
+
+
 @pytest.fixture(scope="session")
 def golden() -> dict:
     return torch.load(FIXTURES / "golden_v2_small.pt", weights_only=True)
