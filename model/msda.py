@@ -112,9 +112,9 @@ def deformable_sampling(
     table_offset = torch.arange(batch * heads, device=value.device).view(batch, 1, heads, 1, 1, 1) * num_value
     weights = torch.where(inside, bilinear * attention_weights[..., None], 0.0)
     table = value.transpose(1, 2).reshape(batch * heads * num_value, channels)
-    bags = batch * queries * heads
-    mixed = F.embedding_bag((rows + table_offset).view(bags, -1), table, mode="sum",
-                            per_sample_weights=weights.reshape(bags, -1).to(table.dtype))
+    bags, bag_size = batch * queries * heads, levels * points * 4
+    mixed = F.embedding_bag((rows + table_offset).reshape(bags, bag_size), table, mode="sum",
+                            per_sample_weights=weights.reshape(bags, bag_size).to(table.dtype))
     return mixed.view(batch, queries, heads * channels)
 
 

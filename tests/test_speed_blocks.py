@@ -34,6 +34,13 @@ def test_weighted_gather_matches_grid_sample():
     assert (fast - reference).abs().max() < TIGHT
 
 
+def test_weighted_gather_accepts_zero_queries():
+    value = torch.randn(1, 35 + 12, 2, 3, dtype=torch.float64)
+    empty = deformable_sampling(value, [(5, 7), (3, 4)], torch.rand(1, 0, 2, 2, 3, 2, dtype=torch.float64),
+                                torch.rand(1, 0, 2, 2, 3, dtype=torch.float64))
+    assert empty.shape == (1, 0, 6)
+
+
 def test_weighted_gather_gradients_match_grid_sample():
     shapes = [(5, 7), (3, 4)]
     g = _generator(1)
