@@ -33,6 +33,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a browser and an app server
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "media" / "sample.mp4"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -86,6 +86,7 @@ def test_demo_rejects_bad_query_files(files, tmp_path, capsys, queries, message)
     assert not (tmp_path / "out" / "tracks.npz").exists()
 
 
+@pytest.mark.slow
 def test_demo_query_after_the_last_frame_is_an_error_but_the_others_are_saved(files, tmp_path, capsys):
     (tmp_path / "q.json").write_text(json.dumps([[0, 10, 10], [1, 20, 20], [9, 30, 30]]))
     assert _demo(files, tmp_path, "--queries_json", str(tmp_path / "q.json")) == 1
@@ -118,6 +119,7 @@ def test_demo_offline_default_checkpoint_names_the_flag(files, tmp_path, capsys,
     assert "the default released dinov2 weights; give a checkpoint file with --checkpoint FILE" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"", b"\x00" * 5000])
 def test_demo_undecodable_video_is_one_line(files, tmp_path, capsys, content):
     (tmp_path / "bad.mp4").write_bytes(content)

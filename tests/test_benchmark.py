@@ -39,6 +39,7 @@ def test_peak_rss_is_at_least_current_rss() -> None:
     assert current is None or memory.peak_rss_bytes() >= current > 0
 
 
+@pytest.mark.slow
 def test_benchmark_counts_only_timed_clips() -> None:
     predictor = Predictor(tiny_config(), support_grid_size=0)
     clips = random_clips(3, 4, 64, 64, seed=0)
@@ -49,6 +50,7 @@ def test_benchmark_counts_only_timed_clips() -> None:
     assert result.peak_memory_bytes > 0 and result.peak_memory_kind.startswith("process_peak_rss")
 
 
+@pytest.mark.slow
 def test_command_line_writes_json(tmp_path, capsys) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(vars(tiny_config())))

@@ -37,6 +37,7 @@ def test_online_forward_matches_reference(golden, golden_model):
         _assert_close(out[key], expected, key)
 
 
+@pytest.mark.slow
 def test_inputs_are_not_modified(golden, golden_model):
     video, queries = golden["video"].clone(), golden["queries"].clone()
     golden_model.forward_online(video, queries)
@@ -83,6 +84,7 @@ FULL_SIZE_VITS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["dinov2_s", "dinov3_s_plus"])
 def test_state_dict_names_match_official_checkpoints(variant):
     factor = 1.143 if variant == "dinov3_s_plus" else 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -42,6 +43,7 @@ def test_demo_queries_from_json_start_on_their_frame(tmp_path):
     assert not (tmp_path / "out" / "overlay.mp4").exists()
 
 
+@pytest.mark.slow
 def test_demo_reports_bad_input_clearly(tmp_path, capsys):
     args = _setup(tmp_path)
     assert demo.main(args + ["--video", str(tmp_path / "missing.mp4")]) == 1

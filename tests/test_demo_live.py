@@ -44,6 +44,7 @@ def test_realtime_file_drops_frames_when_tracking_is_slower(tmp_path, capsys):
     assert f"{tracked} frame(s) tracked at" in err and f", {12 - tracked} dropped" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_and_saves_what_was_tracked(tmp_path, monkeypatch, capsys):
     clip = _fast_clip(tmp_path, frames=20, fps=2)
     real_track_frame = Predictor.track_frame
@@ -89,6 +90,7 @@ def test_live_queries_outside_the_frame_are_refused_before_tracking(tmp_path, ca
     assert "outside the 96x72 frame" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_show_without_a_display_warns_and_keeps_tracking(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

@@ -49,6 +49,7 @@ def test_bad_arguments_exit_with_usage_error(files, capsys, override: dict[str, 
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_unreadable_dataset_is_reported_without_traceback(files) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "evaluation.eval", *_args(files), "--device", "cpu"],

@@ -88,6 +88,7 @@ def _direct_metrics(setup: dict[str, Path]) -> list[dict[str, float]]:
     return summaries
 
 
+@pytest.mark.slow
 def test_json_and_printout_match_direct_computation(setup, single_process) -> None:
     payload, stdout = single_process
     assert payload["num_videos"] == NUM_VIDEOS and payload["M_i"] == 24 and payload["support_grid_size"] == 20
@@ -105,6 +106,7 @@ def test_json_and_printout_match_direct_computation(setup, single_process) -> No
     assert stdout.count("Video ") == NUM_VIDEOS
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_matches_single_process(setup, single_process) -> None:
     output = setup["root"] / "distributed.json"
     torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2"]
@@ -119,6 +121,7 @@ def test_torchrun_two_processes_matches_single_process(setup, single_process) ->
     assert result.stdout.count("AJ: ") >= 1
 
 
+@pytest.mark.slow
 def test_max_videos_in_process(setup, single_process) -> None:
     output = setup["root"] / "first.json"
     assert main(_command(setup, output)[2:] + ["--max_videos", "1"]) == 0

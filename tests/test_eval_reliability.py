@@ -76,6 +76,7 @@ def _sorted_names() -> list[str]:
     return sorted((*GOOD, *BAD))
 
 
+@pytest.mark.slow
 def test_bad_videos_are_named_skipped_and_counted(setup, tmp_path, capsys):
     output = tmp_path / "out.json"
     assert main(_argv(setup, output)) == 0
@@ -94,6 +95,7 @@ def test_bad_videos_are_named_skipped_and_counted(setup, tmp_path, capsys):
     assert not list(tmp_path.glob("*.partial*"))  # partial results are removed once the final JSON exists
 
 
+@pytest.mark.slow
 def test_strict_stops_at_the_first_bad_video_and_a_rerun_resumes(setup, tmp_path, capsys, monkeypatch):
     output = tmp_path / "out.json"
     assert main(_argv(setup, output, "davis.pkl", "--strict")) == 1
@@ -143,6 +145,7 @@ def test_partial_results_of_another_run_are_not_mixed_in(setup, tmp_path, capsys
     assert err.startswith("error: ") and "other settings" in err and "delete it" in err
 
 
+@pytest.mark.slow
 def test_a_line_cut_short_by_a_crash_is_dropped(setup, tmp_path, capsys):
     output = tmp_path / "out.json"
     assert main(_argv(setup, output, "good.pkl", "--max_videos", "1")) == 0

@@ -114,6 +114,7 @@ def _fresh(args):
     return model, optimizer, build_scheduler(optimizer, args.iters_per_epoch, args.epoch_num)
 
 
+@pytest.mark.slow
 def test_reference_checkpoint_restores_model_moments_lr_epoch_and_best(reference_file):
     ref = reference_file
     model, optimizer, scheduler = _fresh(ref["args"])
@@ -141,6 +142,7 @@ def test_reference_checkpoint_restores_model_moments_lr_epoch_and_best(reference
         assert optimizer.param_groups[0]["lr"] == ref["optimizer"].param_groups[0]["lr"]
 
 
+@pytest.mark.slow
 def test_training_continues_from_a_reference_checkpoint_as_from_our_own(data, reference_file, tmp_path):
     """One more epoch from the reference file equals one more epoch from the same state in our layout."""
     from training.trainer import run
@@ -167,6 +169,7 @@ def test_training_continues_from_a_reference_checkpoint_as_from_our_own(data, re
         assert torch.equal(state["exp_avg"], b["optimizer"]["state"][index]["exp_avg"]), index
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, message", [
     (lambda c: c.pop("epoch"), "reference training checkpoint lacks ['epoch']"),
     (lambda c: c.pop("iteration"), "reference training checkpoint lacks ['iteration']"),
@@ -192,6 +195,7 @@ def test_malformed_reference_checkpoint_is_refused_in_one_line(data, reference_f
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
+@pytest.mark.slow
 def test_restore_refuses_an_optimizer_state_in_another_order(reference_file):
     ref = reference_file
     model, optimizer, scheduler = _fresh(ref["args"])
@@ -217,6 +221,7 @@ def test_legacy_order_puts_each_blocks_feed_forward_before_its_attention():
         "x_layer.weight"]
 
 
+@pytest.mark.slow
 def test_our_checkpoint_from_before_the_reorder_still_resumes(reference_file, tmp_path):
     """Our files without ``parameter_order`` listed optimizer states in the old order; they are renumbered."""
     from training.reference_checkpoint import PARAMETER_ORDER_KEY, legacy_parameter_order
@@ -245,6 +250,7 @@ def test_our_checkpoint_from_before_the_reorder_still_resumes(reference_file, tm
             assert torch.equal(optimizer.state[parameter]["exp_avg"], old_optimizer.state[named[name]]["exp_avg"])
 
 
+@pytest.mark.slow
 def test_export_to_the_reference_layout_and_back(reference_file, tmp_path, capsys):
     from training.reference_checkpoint import REFERENCE_KEYS, main as export
 
@@ -270,6 +276,7 @@ def test_export_to_the_reference_layout_and_back(reference_file, tmp_path, capsy
     assert capsys.readouterr().err.strip().count("\n") == 0
 
 
+@pytest.mark.slow
 def test_unmarked_checkpoint_already_in_the_current_order_is_not_renumbered(reference_file, tmp_path):
     from training.reference_checkpoint import PARAMETER_ORDER_KEY
 

@@ -74,6 +74,7 @@ def _assert_same(a, b, where="") -> None:
 
 
 # ------------------------------------------------------------------------------------------------ (a) torchrun
+@pytest.mark.slow
 def test_torchrun_two_processes_trains_and_saves(data, tmp_path):
     from model.trackon_predictor import Predictor
 
@@ -101,6 +102,7 @@ def test_torchrun_two_processes_trains_and_saves(data, tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------- (b) resume
+@pytest.mark.slow
 def test_resumed_run_matches_uninterrupted_run(data, tmp_path):
     from training.trainer import run
 
@@ -153,6 +155,7 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ (c) overfit
+@pytest.mark.slow
 def test_overfitting_one_clip_drives_the_loss_down(data):
     from dataset.movi_f import MoviFLarge
     from model.loss import LossFunction
@@ -275,6 +278,7 @@ def test_schedule_warms_up_then_decays():
     ({"extra": ["--checkpoint_path", "nope.pt"]}, "--checkpoint_path: file not found"),
     ({"extra": ["--config_path", "nope.yaml"]}, "config file not found"),
 ])
+@pytest.mark.slow
 def test_cli_reports_setup_errors_in_one_line(data, tmp_path, change, message):
     paths = {"movi": str(data["movi"]), "davis": str(data["davis"])}
     paths.update({k: v for k, v in change.items() if k != "extra"})

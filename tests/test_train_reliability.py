@@ -81,6 +81,7 @@ def _signal_after(monkeypatch, steps: int, signal_number: int) -> None:
     monkeypatch.setattr(trainer_module, "train_step", step_then_signal)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_and_a_rerun_continues_exactly(data, uninterrupted, tmp_path, monkeypatch, capsys,
                                                     signal_number):
@@ -126,6 +127,7 @@ def test_a_resumed_epoch_gets_the_same_batches_with_any_number_of_workers(data, 
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(whole, other_epoch))  # each epoch draws anew
 
 
+@pytest.mark.slow
 def test_a_crash_loses_at_most_save_every_iterations(data, uninterrupted, tmp_path, monkeypatch, capsys):
     save_dir = tmp_path / "run"
     real_log = trainer_module.TrainingLogger.log_iteration
@@ -181,6 +183,7 @@ def test_worker_errors_are_the_same_one_line_as_without_workers(data, tmp_path, 
     assert messages[0] == messages[1]
 
 
+@pytest.mark.slow
 def test_an_evaluation_video_without_visible_points_does_not_lose_the_epoch(data, tmp_path, capsys):
     clip = generate_clip(100, num_frames=3, height=64, width=96, num_points=6)
     empty = tapvid_entry(clip)
@@ -236,6 +239,7 @@ def _running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is a Linux feature")
 def test_trainer_saves_and_exits_when_the_torchrun_agent_dies(data, tmp_path):
     save_dir = tmp_path / "run"
