@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from dataset.synthetic import write_movi_f, write_tapvid_davis
 from model.checkpoint import CheckpointError
 from model.trackon import TrackOn2
-from tests.tiny_model import tiny_config
+from tests.training_data import write_training_data
 from training import checkpointing
 from training.schedule import build_scheduler
 from training.trainer import build_optimizer
@@ -38,13 +36,7 @@ REF_BEST = {"best_aj": [1, np.float64(12.5)], "best_oa": [0, np.float64(55.25)],
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("reference_resume")
-    write_movi_f(root / "movi_f", 2, seed=0, num_frames=6, height=80, width=112, num_points=24)
-    write_tapvid_davis(root / "davis.pkl", 1, seed=100, num_frames=4, height=64, width=96, num_points=8)
-    values = {**vars(tiny_config()), **TRAIN_KEYS}
-    for key in ("movi_f_root", "tapvid_root", "model_save_path", "checkpoint_path"):
-        values.pop(key)
-    (root / "train.yaml").write_text(yaml.safe_dump(values))
-    return {"root": root, "movi": root / "movi_f", "davis": root / "davis.pkl", "config": root / "train.yaml"}
+    return write_training_data(root, TRAIN_KEYS, 2, 6)
 
 
 def _config(data, save_dir: Path, **overrides):

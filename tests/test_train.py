@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from dataset.synthetic import write_movi_f, write_tapvid_davis
 from tests.tiny_model import tiny_config
+from tests.training_data import write_training_data
 from utils.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,13 +26,7 @@ TRAIN_KEYS = {"T": 4, "N": 8, "epoch_num": 1, "num_workers": 0, "amp": False, "l
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("train_data")
-    write_movi_f(root / "movi_f", 4, seed=0, num_frames=8, height=80, width=112, num_points=24)
-    write_tapvid_davis(root / "davis.pkl", 1, seed=100, num_frames=4, height=64, width=96, num_points=8)
-    values = {**vars(tiny_config()), **TRAIN_KEYS}
-    for key in ("movi_f_root", "tapvid_root", "model_save_path", "checkpoint_path"):
-        values.pop(key)
-    (root / "train.yaml").write_text(yaml.safe_dump(values))
-    return {"root": root, "movi": root / "movi_f", "davis": root / "davis.pkl", "config": root / "train.yaml"}
+    return write_training_data(root, TRAIN_KEYS, 4, 8)
 
 
 def _config(data, save_dir, **overrides):

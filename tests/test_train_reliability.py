@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import main as train_cli
 import training.trainer as trainer_module
-from dataset.synthetic import generate_clip, tapvid_entry, write_movi_f, write_tapvid_davis
-from tests.tiny_model import tiny_config
+from dataset.synthetic import generate_clip, tapvid_entry, write_movi_f
+from tests.training_data import write_training_data
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_KEYS = {"T": 4, "N": 8, "epoch_num": 1, "iters_per_epoch": 4, "save_every": 2, "num_workers": 0,
@@ -31,13 +30,7 @@ TRAIN_KEYS = {"T": 4, "N": 8, "epoch_num": 1, "iters_per_epoch": 4, "save_every"
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("train_reliability")
-    write_movi_f(root / "movi_f", 3, seed=0, num_frames=6, height=80, width=112, num_points=24)
-    write_tapvid_davis(root / "davis.pkl", 1, seed=100, num_frames=3, height=64, width=96, num_points=6)
-    values = {**vars(tiny_config()), **TRAIN_KEYS}
-    for key in ("movi_f_root", "tapvid_root", "model_save_path", "checkpoint_path"):
-        values.pop(key)
-    (root / "train.yaml").write_text(yaml.safe_dump(values))
-    return {"root": root, "movi": root / "movi_f", "davis": root / "davis.pkl", "config": root / "train.yaml"}
+    return write_training_data(root, TRAIN_KEYS, 3, 6, davis_frames=3, davis_points=6)
 
 
 def _argv(data, save_dir: Path, *extra: str, davis: Path | None = None, movi: Path | None = None) -> list[str]:
