@@ -91,8 +91,10 @@ def test_augmented_samples_are_consistent_in_time(movi_root) -> None:
 def test_full_augmentation_sample_format(movi_root) -> None:
     """Pixels stay in [0, 255] whatever the thread count (one thread rounds the resizing differently)."""
     dataset = MoviFLarge(make_args(movi_root, T=8, N=16, input_size=[64, 64], frame_sample_ratio=1.0))
-    torch.set_num_threads(1)  # restored after the test by conftest's restore_torch_globals
-    samples = [dataset.sample(0, np.random.default_rng(seed)) for seed in range(3)]
+    samples = []
+    for threads in (1, 2):  # conftest's restore_torch_globals restores the count after the test
+        torch.set_num_threads(threads)
+        samples += [dataset.sample(0, np.random.default_rng(seed)) for seed in range(3)]
     for rgbs, trajs, visibles, k in samples:
         assert rgbs.shape == (8, 3, 64, 64) and trajs.shape == (8, 16, 2) and visibles.shape == (8, 16)
         assert 4 <= k <= 16 and float(rgbs.min()) >= 0 and float(rgbs.max()) <= 255

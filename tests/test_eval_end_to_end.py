@@ -67,7 +67,6 @@ def single_process(setup) -> tuple[dict, str]:
 
 
 def _direct_metrics(setup: dict[str, Path]) -> list[dict[str, float]]:
-    torch.set_num_threads(1)
     args = load_config(setup["config"])
     args.M_i = 24  # the DAVIS override
     predictor = Predictor(args, checkpoint_path=setup["checkpoint"], support_grid_size=20)
