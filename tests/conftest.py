@@ -15,13 +15,20 @@ if str(ROOT) not in sys.path:
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The suite runs on one intra-op thread, fixtures included (the tiny models are faster so, and OpenMP threads
+    spinning on a busy shared machine slow a run several-fold); the process's count is restored at the end."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def restore_torch_globals():
-    """Every test runs on one intra-op thread (the tiny models are faster so, and OpenMP threads spinning on a busy
-    shared machine slow a run several-fold) and leaves torch's thread count, default dtype and grad mode as it
-    found them."""
+    """Every test leaves torch's thread count, default dtype and grad mode as it found them."""
     threads, dtype, grad = torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled()
-    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
     torch.set_default_dtype(dtype)
