@@ -15,7 +15,9 @@ from typing import Any, Mapping
 
 import yaml
 
-VIT_BACKBONES = ("dinov2_s", "dinov2_b", "dinov3_s", "dinov3_s_plus", "dinov3_b")
+from model.vit import VITS
+
+VIT_BACKBONES = tuple(VITS)
 FRAME_SAMPLINGS = ("uniform", "random", "uniform_mixed")
 EVAL_DATASETS = ("davis", "rgb_stacking", "kinetics", "robotap")
 # Hugging Face model types of the ViT families (vit_backbone's prefix) a backbone_config may describe.
