@@ -9,8 +9,6 @@ Hugging Face hub and the licence terms that come with it. The ViTs come from ``m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
-
 from model.config import ModelConfig
 from model.vit import VITS, VitSpec
 
@@ -89,7 +87,9 @@ def get_variant(name: str) -> Variant:
     return variant
 
 
-def variant_config(name: str, overrides: Mapping[str, Any] | None = None) -> ModelConfig:
-    """A variant's model configuration with some fields replaced (validated like any other config)."""
-    config = get_variant(name).config
-    return config.replace(**overrides) if overrides else config
+def default_variant(vit_backbone: str) -> str:
+    """The first registered variant whose ViT is of the same family as ``vit_backbone`` (the released weights a
+    config with that ViT was used with before variants had names)."""
+    family = VITS[vit_backbone].family
+    return next(variant.name for variant in VARIANTS.values() if variant.vit.family == family)
+
