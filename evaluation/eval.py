@@ -2,6 +2,7 @@
 
     python -m evaluation.eval --model_config_path config/test.yaml --dataset_name davis \
         --dataset_path tapvid_davis.pkl --model_checkpoint_path trackon2.pth [--output_json out.json]
+    python -m evaluation.eval --checkpoint track-on-r --dataset_name davis --dataset_path tapvid_davis.pkl
 
 Also runs under ``torchrun --nproc_per_node=K -m evaluation.eval ...``: videos are split across ranks by index
 and the results are gathered and reported on rank 0. As the reference: inference memory M_i = 24 on DAVIS,
@@ -29,7 +30,10 @@ from evaluation.evaluator import DATASETS, TAPVID_DATASETS, TAPVID_QUERY_MODE, e
 from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
                                 partial_paths, remove_partials)
 from evaluation.report import accumulate, final_lines, skipped_lines, skipped_videos, write_json
-from utils.config import ConfigError, load_config
+from model.checkpoint import CheckpointError
+from model.registry import is_variant_name
+from utils.config import ConfigError
+from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
 
 DAVIS_MEMORY_SIZE = 24
 SUPPORT_GRID_SIZE = 20
@@ -38,14 +42,16 @@ SEED = 1234
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluation script for Track-On2")
-    parser.add_argument("--model_config_path", default="./config/test.yaml", help="model config YAML")
+    parser.add_argument("--model_config_path", default=None,
+                        help=f"model config YAML (default: the named variant's configuration, else {DEFAULT_CONFIG})")
     parser.add_argument("--dataset_name", required=True, choices=DATASETS, help="evaluation dataset")
     parser.add_argument(
         "--dataset_path", required=True,
         help="dataset file or folder (point_odyssey: the split folder, e.g. .../test, or the folder holding test/; "
         "dynamic_replica: the folder holding valid/)",
     )
-    parser.add_argument("--model_checkpoint_path", required=True, help="model checkpoint (.pth)")
+    parser.add_argument("--checkpoint", "--model_checkpoint_path", dest="model_checkpoint_path", required=True,
+                        help=CHECKPOINT_HELP)
     parser.add_argument("--output_json", default=None, help="write every per-video and final number here")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--max_videos", type=int, default=None, help="evaluate only the first N videos")
@@ -55,9 +61,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="stop at the first video that cannot be evaluated (after saving the finished ones) "
                              "instead of skipping it")
     args = parser.parse_args(argv)
-    for flag in ("model_config_path", "model_checkpoint_path"):
-        if not Path(getattr(args, flag)).is_file():
-            parser.error(f"--{flag}: file not found: {getattr(args, flag)}")
+    if args.model_config_path is not None and not Path(args.model_config_path).is_file():
+        parser.error(f"--model_config_path: file not found: {args.model_config_path}")
+    if not is_variant_name(args.model_checkpoint_path) and not Path(args.model_checkpoint_path).is_file():
+        parser.error(f"--model_checkpoint_path: file not found: {args.model_checkpoint_path} (--checkpoint takes "
+                     f"{CHECKPOINT_HELP})")
     if not Path(args.dataset_path).exists():
         parser.error(f"--dataset_path: not found: {args.dataset_path}")
     if args.output_json is not None:
@@ -116,11 +124,12 @@ def prepare(
 ) -> tuple[argparse.Namespace, Dataset, torch.nn.Module]:
     """Config (with the DAVIS memory override), dataset and predictor; bad input raises SetupError."""
     try:
-        model_args = load_config(args.model_config_path)
+        model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.model_config_path)
+        args.model_checkpoint_path = str(checkpoint)  # a variant name becomes its file in the hub cache
         if args.dataset_name == "davis":
             model_args.M_i = DAVIS_MEMORY_SIZE
         dataset = build_dataset(args.dataset_name, args.dataset_path)
-    except (ConfigError, DatasetFormatError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, DatasetFormatError, FileNotFoundError) as exc:
         raise SetupError(str(exc)) from exc
     if len(dataset) == 0:
         raise SetupError(f"no video found in {args.dataset_path}")
@@ -148,7 +157,7 @@ def resume_settings(args: argparse.Namespace, model_args: argparse.Namespace) ->
     return {
         "dataset_name": args.dataset_name,
         "dataset_path": str(Path(args.dataset_path).resolve()),
-        "model_config_path": str(Path(args.model_config_path).resolve()),
+        "model_config_path": str(Path(args.model_config_path).resolve()) if args.model_config_path else None,
         "model_checkpoint_path": str(checkpoint),
         "checkpoint_size": stat.st_size,
         "checkpoint_mtime_ns": stat.st_mtime_ns,

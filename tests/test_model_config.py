@@ -1,0 +1,69 @@
+"""The typed model configuration: built from YAML / mappings / namespaces with the reference's key names,
+validated with the config's messages, and enough on its own to build the model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from model.config import ModelConfig
+from model.heads import Prediction_Head, Rerank_Module
+from model.trackon import Track_On2
+from tests.conftest import ROOT
+from tests.tiny_model import tiny_config
+from utils.config import ConfigError, load_config
+
+
+def test_from_yaml_keeps_only_model_fields():
+    config = ModelConfig.from_yaml(ROOT / "config" / "train.yaml")
+    assert set(config.to_dict()) == {field.name for field in dataclasses.fields(ModelConfig)}
+    full = load_config(ROOT / "config" / "train.yaml")
+    assert all(getattr(config, name) == (tuple(value) if name == "input_size" else value)
+               for name, value in vars(full).items() if name in config.to_dict())
+
+
+def test_from_dict_fills_defaults_and_rejects_other_keys():
+    config = ModelConfig.from_dict({"D": 128, "vit_backbone": "dinov3_s"})
+    assert (config.D, config.vit_backbone, config.M, config.input_size) == (128, "dinov3_s", 24, (384, 512))
+    with pytest.raises(ConfigError, match="'lr' are not model settings"):
+        ModelConfig.from_dict({"D": 128, "lr": 1e-3})
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) 'rerank_layers' \\(did you mean 'rerank_layer_num'\\?\\)"):
+        ModelConfig.from_dict({"rerank_layers": 2})
+
+
+def test_invalid_values_fail_when_built_or_replaced():
+    config = ModelConfig.from_namespace(tiny_config())
+    with pytest.raises(ConfigError, match="'D' \\(30\\) must be divisible by 4"):
+        config.replace(D=30)
+    with pytest.raises(ConfigError, match="'input_size' \\[64, 90\\] must be divisible by 32"):
+        dataclasses.replace(config, input_size=(64, 90))
+    with pytest.raises(ConfigError, match="ModelConfig has no field\\(s\\) 'lr'"):
+        config.replace(lr=1.0)
+    assert config.replace(M_i=9).M_i == 9 and config.M_i == 6
+
+
+def test_model_from_typed_config_matches_model_from_namespace():
+    torch.manual_seed(0)
+    from_namespace = Track_On2(tiny_config())
+    torch.manual_seed(0)
+    from_typed = Track_On2(ModelConfig.from_namespace(tiny_config()))
+    typed_state = from_typed.state_dict()
+    assert list(typed_state) == list(from_namespace.state_dict())
+    assert all(torch.equal(value, typed_state[name]) for name, value in from_namespace.state_dict().items())
+
+
+def test_frozen_vit_train_mode_comes_from_the_namespace_or_the_argument():
+    args = tiny_config()
+    args.frozen_vit_train_mode = True
+    assert Track_On2(args).backbone.vit_encoder.vit_train_mode
+    assert not Track_On2(ModelConfig.from_namespace(args)).backbone.vit_encoder.vit_train_mode
+    assert Track_On2(ModelConfig.from_namespace(args), vit_train_mode=True).backbone.vit_encoder.vit_train_mode
+
+
+def test_heads_take_explicit_sizes():
+    rerank = Rerank_Module(dim=32, top_k=5, num_layers=3, input_width=96)
+    head = Prediction_Head(dim=32, num_layers=2)
+    assert (rerank.K, rerank.Wf, len(rerank.local_decoder)) == (5, 24, 3)
+    assert len(head.offset_transformer) == 2 and head.vis_layer[0].in_features == 32
