@@ -1,15 +1,18 @@
 """Speed and memory of Track-On2 for N_sqrt^2 grid queries and inference memory M_i, as the reference's benchmark.
 
     python -m evaluation.benchmark --config_path config/test.yaml [--model_checkpoint_path ckpt.pth] \
-        [--davis_path tapvid_davis.pkl] --N_sqrt 8 --memory_size 24
+        [--davis_path tapvid_davis.pkl] --N_sqrt 8 --memory_size 24 [--batch 1 4 8] [--stages] [--full_memory]
     python -m evaluation.benchmark --checkpoint trackon2-dinov2 --N_sqrt 8
 
-Queries are an N_sqrt x N_sqrt grid on frame 0 and the predictor runs without a support grid. Without
+Queries are an N_sqrt x N_sqrt grid on frame 0, plus ``--support_grid`` support queries (default none). Without
 ``--davis_path`` the clips are random videos of ``--num_frames`` frames at ``--height`` x ``--width`` (DAVIS in
-TAP-Vid format is 256x256). The first ``--warmup`` clips are not counted. Model-only time is the predictor call
-(CUDA events on GPU); end-to-end time also includes moving the clip to the device, building the queries and
-bringing the outputs back to the host. Peak memory is torch.cuda.max_memory_allocated on CUDA and the process's
-peak resident set on CPU.
+TAP-Vid format is 256x256). Each ``--batch`` size B is measured in turn, tracking B streams per step (a DAVIS
+video is repeated B times); frames/s counts the frames of all B streams. The first ``--warmup`` clips are not
+counted. Model-only time is the predictor call (CUDA events on GPU); end-to-end time also includes moving the
+clip to the device, building the queries and bringing the outputs back to the host. ``--stages`` adds the mean
+milliseconds per step of each stage (hooks around the model's sub-calls; on CUDA each boundary synchronises, so
+leave it off for frames/s). ``--full_memory`` starts every stream with a full memory (steady state) instead of
+an empty one. Peak memory is torch.cuda.max_memory_allocated on CUDA and the process's peak resident set on CPU.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from dataset.errors import DatasetFormatError
 from evaluation import memory
 from evaluation.datasets import build_dataset
 from evaluation.device import parse_device
-from model.trackon_predictor import Predictor, get_points_on_a_grid
+from evaluation.stage_timing import StageTimer
+from evaluation.steady_state import fill_memory_at_start
 from model.registry import is_variant_name
+from model.trackon_predictor import Predictor, get_points_on_a_grid
 from utils.config import ConfigError, load_config
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
 
@@ -43,6 +48,7 @@ class BenchmarkResult:
 
     num_queries: int
     memory_size: int
+    batch: int
     device: str
     timed_clips: int
     timed_frames: int
@@ -50,6 +56,7 @@ class BenchmarkResult:
     end_to_end_fps: float
     peak_memory_bytes: int
     peak_memory_kind: str
+    stage_ms_per_step: dict[str, float] | None = None
 
 
 def grid_queries(grid_size: int, height: int, width: int, device: torch.device) -> torch.Tensor:
@@ -58,11 +65,12 @@ def grid_queries(grid_size: int, height: int, width: int, device: torch.device) 
     return torch.cat([torch.zeros_like(points[..., :1]), points], dim=-1)
 
 
-def random_clips(count: int, num_frames: int, height: int, width: int, seed: int) -> Iterator[torch.Tensor]:
-    """``count`` random (1, T, 3, H, W) float videos in [0, 255]."""
+def random_clips(count: int, num_frames: int, height: int, width: int, seed: int,
+                 batch: int = 1) -> Iterator[torch.Tensor]:
+    """``count`` random (batch, T, 3, H, W) float videos in [0, 255]."""
     generator = torch.Generator().manual_seed(seed)
     for _ in range(count):
-        yield torch.randint(0, 256, (1, num_frames, 3, height, width), generator=generator).float()
+        yield torch.randint(0, 256, (batch, num_frames, 3, height, width), generator=generator).float()
 
 
 def dataset_clips(dataset: Dataset, count: int) -> Iterator[torch.Tensor]:
@@ -101,9 +109,16 @@ def benchmark(
     memory_size: int,
     device: torch.device,
     warmup: int = 2,
+    stages: bool = False,
 ) -> BenchmarkResult:
-    """Time ``predictor`` on every clip (the first ``warmup`` ones uncounted) and record the peak memory."""
-    frames = 0
+    """Time ``predictor`` on every clip (the first ``warmup`` ones uncounted) and record the peak memory.
+
+    Clips are (B, T, 3, H, W): B streams tracked together; frames/s counts B * T frames per clip. With
+    ``stages`` the timed clips also report milliseconds per step for each stage of ``evaluation.stage_timing``.
+    """
+    frames = steps = 0
+    batch = 1
+    timer = StageTimer(predictor.model, device) if stages else None
     model_ms = e2e_ms = 0.0
     timed = 0
     peak_kind = "cuda_max_memory_allocated" if device.type == "cuda" else "process_peak_rss"
@@ -112,9 +127,11 @@ def benchmark(
     start_model, stop_model = _timer(device)
     for index, clip in enumerate(clips):
         began = time.perf_counter()
+        if timer is not None and index == warmup:
+            timer.attach()
         video = clip.to(device, non_blocking=True)
-        _, num_frames, _, height, width = video.shape
-        queries = grid_queries(grid_size, height, width, device)
+        batch, num_frames, _, height, width = video.shape
+        queries = grid_queries(grid_size, height, width, device).expand(batch, -1, -1)
         with torch.inference_mode():
             start_model()
             trajectory, visibility = predictor(video, queries)
@@ -123,12 +140,16 @@ def benchmark(
         iteration_e2e_ms = (time.perf_counter() - began) * 1000.0
         if index >= warmup:
             timed += 1
-            frames += num_frames
+            steps += num_frames
+            frames += batch * num_frames
             model_ms += iteration_model_ms
             e2e_ms += iteration_e2e_ms
+    if timer is not None:
+        timer.detach()
     return BenchmarkResult(
         num_queries=grid_size**2,
         memory_size=memory_size,
+        batch=batch,
         device=str(device),
         timed_clips=timed,
         timed_frames=frames,
@@ -136,6 +157,7 @@ def benchmark(
         end_to_end_fps=frames / (e2e_ms / 1000.0) if e2e_ms > 0 else float("nan"),
         peak_memory_bytes=memory.peak_bytes(device),
         peak_memory_kind=peak_kind,
+        stage_ms_per_step=timer.per_frame_ms(steps) if timer is not None else None,
     )
 
 
@@ -148,6 +170,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--davis_path", default=None, help="TAP-Vid DAVIS pickle (default: random clips)")
     parser.add_argument("--N_sqrt", type=int, default=8, help="queries form an N_sqrt x N_sqrt grid")
     parser.add_argument("--memory_size", type=int, default=24, help="inference memory size M_i")
+    parser.add_argument("--support_grid", type=int, default=0, help="support grid size S (S^2 extra queries)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="streams tracked per step, each measured")
+    parser.add_argument("--stages", action="store_true", help="also report milliseconds per stage")
+    parser.add_argument("--full_memory", action="store_true", help="start every stream with a full memory")
     parser.add_argument("--num_clips", type=int, default=16, help="clips to run, warm-up included")
     parser.add_argument("--warmup", type=int, default=2, help="leading clips left out of the timing")
     parser.add_argument("--num_frames", type=int, default=48, help="frames per random clip")
@@ -163,6 +189,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{flag}: file not found: {value}")
     if args.N_sqrt < 1 or args.memory_size < 1 or min(args.num_frames, args.height, args.width) < 1:
         parser.error("--N_sqrt, --memory_size, --num_frames, --height and --width must be positive")
+    if args.support_grid < 0 or min(args.batch) < 1:
+        parser.error("--support_grid must be >= 0 and every --batch positive")
     if not 0 <= args.warmup < args.num_clips:
         parser.error("--warmup must be non-negative and smaller than --num_clips")
     try:
@@ -176,24 +204,28 @@ def report_lines(result: BenchmarkResult) -> list[str]:
     """The reference's three result lines plus what was measured."""
     gib = result.peak_memory_bytes / 1024**3
     where = "GPU memory" if result.peak_memory_kind.startswith("cuda") else "process RSS"
-    return [
-        f"[Setup] {result.num_queries} queries, memory size {result.memory_size}, {result.device}, "
-        f"{result.timed_clips} timed clips / {result.timed_frames} frames",
+    lines = [
+        f"[Setup] {result.num_queries} queries, memory size {result.memory_size}, batch {result.batch}, "
+        f"{result.device}, {result.timed_clips} timed clips / {result.timed_frames} frames",
         f"[Speed] Model-only FPS: {result.model_fps:.2f} frames/s",
         f"[Speed] End-to-end FPS: {result.end_to_end_fps:.2f} frames/s (includes H2D + postproc)",
         f"[Memory] Peak {where}: {gib:.2f} GB",
     ]
+    if result.stage_ms_per_step is not None:
+        lines.append("[Stages] ms per step: " + ", ".join(
+            f"{stage} {ms:.1f}" for stage, ms in result.stage_ms_per_step.items()))
+    return lines
 
 
 def build_predictor(args: argparse.Namespace, device: torch.device) -> Predictor:
-    """The predictor without support grid, inference memory ``--memory_size``; bad input raises ValueError."""
+    """The predictor with ``--support_grid``, inference memory ``--memory_size``; bad input raises ValueError."""
     try:
         if args.model_checkpoint_path is None:
             model_args, checkpoint = load_config(args.config_path or DEFAULT_CONFIG), None
         else:
             model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.config_path)
         model_args.M_i = args.memory_size
-        predictor = Predictor(model_args, checkpoint_path=checkpoint, support_grid_size=0)
+        predictor = Predictor(model_args, checkpoint_path=checkpoint, support_grid_size=args.support_grid)
     except (ConfigError, RuntimeError) as exc:  # checkpoint and backbone loading errors are RuntimeErrors
         raise ValueError(f"cannot build the predictor: {exc}") from exc
     return predictor.to(device).eval()
@@ -210,17 +242,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_float32_matmul_precision("high")
     try:
         predictor = build_predictor(args, device)
-        if args.davis_path:
-            clips = dataset_clips(build_dataset("davis", args.davis_path), args.num_clips)
-        else:
-            clips = random_clips(args.num_clips, args.num_frames, args.height, args.width, SEED)
+        dataset = build_dataset("davis", args.davis_path) if args.davis_path else None
     except (ValueError, DatasetFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = benchmark(predictor, clips, args.N_sqrt, args.memory_size, device, warmup=args.warmup)
-    print("\n".join(report_lines(result)), flush=True)
+    if args.full_memory:
+        fill_memory_at_start(predictor)
+    results = []
+    for batch in args.batch:
+        if dataset is not None:
+            clips = (clip.expand(batch, -1, -1, -1, -1) for clip in dataset_clips(dataset, args.num_clips))
+        else:
+            clips = random_clips(args.num_clips, args.num_frames, args.height, args.width, SEED, batch)
+        try:
+            result = benchmark(predictor, clips, args.N_sqrt, args.memory_size, device, warmup=args.warmup,
+                               stages=args.stages)
+        except DatasetFormatError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(report_lines(result)), flush=True)
+        results.append(asdict(result))
     if args.output_json:
-        Path(args.output_json).write_text(json.dumps(asdict(result), indent=2) + "\n")
+        Path(args.output_json).write_text(json.dumps({"results": results}, indent=2) + "\n")
     return 0
 
 

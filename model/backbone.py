@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from model.onednn import linear
 from model.vit_adapter import ViTAdapter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,6 +67,7 @@ class Backbone(nn.Module):
             pos = self.pos_embedding
             if level:
                 pos = F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
-            projected = projection(feature.flatten(2).transpose(1, 2))
+            layer = projection[0]
+            projected = linear(feature.flatten(2).transpose(1, 2), layer.weight, layer.bias)
             tokens.append(projected + pos.flatten(2).transpose(1, 2))
         return FeaturePyramid(*tokens)

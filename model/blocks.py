@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.msda import MultiScaleDeformableAttention
+from model.onednn import linear, relu_feed_forward
 
 
 class _FeedForward(nn.Module):
@@ -28,10 +29,46 @@ class _FeedForward(nn.Module):
         self.norm2 = nn.LayerNorm(hidden_size)
 
     def _finish(self, q: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-        """q <- LN1(q + attended); q <- LN2(q + FFN(q))."""
+        """q <- LN1(q + attended); q <- LN2(q + FFN(q)). The ReLU works in place on the (large) hidden tensor."""
         q = self.norm1(q + attended)
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(q))))
+        if self.training:
+            ffn = self.linear2(self.dropout(F.relu_(self.linear1(q))))
+        else:
+            ffn = relu_feed_forward(q, self.linear1, self.linear2)
         return self.norm2(q + self.dropout2(ffn))
+
+
+def fused_attention(
+    mha: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """``mha(q, k, v, key_padding_mask=mask)`` at inference, through ``F.scaled_dot_product_attention``.
+
+    Same parameters and result as the module (batch first, no dropout); projections shared by identical
+    inputs are computed once (one matmul for q = k = v, one for k = v). A query whose keys are all masked gets
+    an undefined row (NaN or zero, depending on the kernel); the caller zeroes it.
+    """
+    dim = q.shape[-1]
+    heads = mha.num_heads
+    weight, bias = mha.in_proj_weight, mha.in_proj_bias
+    if q is k and k is v:
+        q_p, k_p, v_p = linear(q, weight, bias).chunk(3, dim=-1)
+    elif k is v:
+        q_p = linear(q, weight[:dim], bias[:dim])
+        k_p, v_p = linear(k, weight[dim:], bias[dim:]).chunk(2, dim=-1)
+    elif q is k:
+        q_p, k_p = linear(q, weight[:2 * dim], bias[:2 * dim]).chunk(2, dim=-1)
+        v_p = linear(v, weight[2 * dim:], bias[2 * dim:])
+    else:
+        q_p = linear(q, weight[:dim], bias[:dim])
+        k_p = linear(k, weight[dim:2 * dim], bias[dim:2 * dim])
+        v_p = linear(v, weight[2 * dim:], bias[2 * dim:])
+
+    def split_heads(x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (heads, dim // heads)).transpose(1, 2)
+
+    keep = None if mask is None else ~mask[:, None, None, :]
+    attended = F.scaled_dot_product_attention(split_heads(q_p), split_heads(k_p), split_heads(v_p), attn_mask=keep)
+    return linear(attended.transpose(1, 2).flatten(2), mha.out_proj.weight, mha.out_proj.bias)
 
 
 class MHA_Block(_FeedForward):
@@ -44,8 +81,15 @@ class MHA_Block(_FeedForward):
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """q (B, N, C), k/v (B, S, C), mask (B, S) with True = ignore this key."""
-        attended = self.mha(q, k, v, key_padding_mask=mask, need_weights=False)[0]
+        """q (B, N, C), k/v (B, S, C), mask (B, S) with True = ignore this key.
+
+        q may be a subset of the rows of k (e.g. only the rows whose output is needed): each row's result is
+        the same as when all rows are passed. Training keeps ``nn.MultiheadAttention`` (attention dropout).
+        """
+        if self.training:
+            attended = self.mha(q, k, v, key_padding_mask=mask, need_weights=False)[0]
+        else:
+            attended = fused_attention(self.mha, q, k, v, mask)
         attended = self.dropout1(attended)
         if mask is not None:
             all_masked = mask.all(dim=1)

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from model.blocks import MHA_Block, DMSMHA_Block
+from model.onednn import linear
 
 STRIDE = 4
 
@@ -24,11 +25,15 @@ class MultiScaleContext(NamedTuple):
 
     feats: torch.Tensor  # (B, P + P/4 + P/16 + P/64, D)
     shapes: list[tuple[int, int]]
-    size_wh: torch.Tensor  # (2,) model input (W, H), to normalise pixel coordinates
+    size_wh: tuple[int, int]  # model input (W, H), to normalise pixel coordinates
 
     def reference_points(self, points: torch.Tensor) -> torch.Tensor:
-        """Pixel points (B, Q, 2) -> normalised, clamped reference points (B, Q, 4, 2)."""
-        normalised = (points / self.size_wh).clamp(0, 1)
+        """Pixel points (B, Q, 2) -> normalised, clamped reference points (B, Q, 4, 2).
+
+        Divides by Python numbers (bitwise the same as by a (W, H) tensor) so no constant is copied to the device.
+        """
+        width, height = self.size_wh
+        normalised = torch.stack([points[..., 0] / width, points[..., 1] / height], dim=-1).clamp(0, 1)
         return normalised.unsqueeze(2).expand(-1, -1, len(self.shapes), -1)
 
 
@@ -66,7 +71,8 @@ class Rerank_Module(nn.Module):
         decoded = candidates.reshape(batch, num * k, dim)
         for layer in self.local_decoder:
             decoded = layer(decoded, context.feats, refs, context.shapes)
-        decoded = self.fusion_layer(torch.cat([decoded.view(batch, num, k, dim), candidates], dim=-1))
+        fusion_input = torch.cat([decoded.view(batch, num, k, dim), candidates], dim=-1)
+        decoded = linear(fusion_input, self.fusion_layer.weight, self.fusion_layer.bias)
         u_logit = self.certainty_layer(decoded).squeeze(-1)
         s_logit = self.score_layer(decoded).squeeze(-1)
         flat_q = q.reshape(batch * num, 1, dim)

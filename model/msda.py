@@ -4,16 +4,20 @@ The released checkpoints were trained with ``mmcv.ops.MultiScaleDeformableAttent
 parameters (``sampling_offsets``, ``attention_weights``, ``value_proj``, ``output_proj``), the same initialisation
 and the same forward, including mmcv's habit of adding the residual (the query passed in) to its output. mmcv's
 compiled kernel is used only when mmcv imports and the inputs are on CUDA in float32 / float16; otherwise the
-bilinear sampling runs through ``F.grid_sample``.
+bilinear sampling runs as one weighted gather over all levels (``deformable_sampling``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from model.onednn import linear
 
 try:
     from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttnFunction as _MmcvFunction
@@ -21,13 +25,13 @@ except Exception:  # mmcv is optional: any import failure means "not available"
     _MmcvFunction = None
 
 
-def deformable_sampling(
+def deformable_sampling_reference(
     value: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Sample each level bilinearly at the given locations and mix the samples with the attention weights.
+    """The straightforward formulation: per-level ``F.grid_sample``, then the weighted sum (kept for tests).
 
     value: (B, S, heads, Ch) with S = sum of H_l * W_l; sampling_locations: (B, Q, heads, L, P, 2) in [0, 1]
     (x, y); attention_weights: (B, Q, heads, L, P). Returns (B, Q, heads * Ch).
@@ -44,6 +48,74 @@ def deformable_sampling(
     weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, queries, levels * points)
     mixed = (torch.stack(samples, dim=-2).flatten(-2) * weights).sum(-1)
     return mixed.view(batch, heads * channels, queries).transpose(1, 2)
+
+
+class LevelConstants(NamedTuple):
+    """Per-level sizes as (L, 1) columns: widths/heights in the compute dtype and as integers, first tokens."""
+
+    width: torch.Tensor
+    height: torch.Tensor
+    width_int: torch.Tensor
+    height_int: torch.Tensor
+    start: torch.Tensor
+
+
+@functools.lru_cache(maxsize=64)
+def level_constants(spatial_shapes: tuple[tuple[int, int], ...], device: torch.device,
+                    dtype: torch.dtype) -> LevelConstants:
+    """Built once per (shapes, device, dtype): a per-call host-to-device copy would stall a CUDA stream.
+
+    Created outside inference mode so that the cached tensors can also serve training steps.
+    """
+    starts = [0]
+    for height, width in spatial_shapes[:-1]:
+        starts.append(starts[-1] + height * width)
+
+    def column(values: list[int], kind: torch.dtype) -> torch.Tensor:
+        return torch.tensor(values, dtype=kind, device=device).view(-1, 1)
+
+    widths = [width for _, width in spatial_shapes]
+    heights = [height for height, _ in spatial_shapes]
+    with torch.inference_mode(False):
+        return LevelConstants(column(widths, dtype), column(heights, dtype), column(widths, torch.long),
+                              column(heights, torch.long), column(starts, torch.long))
+
+
+def deformable_sampling(
+    value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """Bilinear multi-scale sampling mixed by the attention weights, as one weighted gather over all levels.
+
+    Same inputs, output and zero padding as ``deformable_sampling_reference`` (``grid_sample`` with
+    align_corners=False), but each of the 4 bilinear corners of every sampling point becomes one weighted row of
+    a single ``F.embedding_bag`` over the channels-last value table: no per-level maps, no stacked samples.
+    """
+    batch, num_value, heads, channels = value.shape
+    _, queries, _, levels, points, _ = sampling_locations.shape
+    width_f, height_f, width_i, height_i, starts = level_constants(
+        tuple(map(tuple, spatial_shapes)), sampling_locations.device, sampling_locations.dtype)
+    grid = 2 * sampling_locations - 1
+    x = ((grid[..., 0] + 1) * width_f - 1) / 2  # (B, Q, heads, L, P) pixel coordinates, as grid_sample
+    y = ((grid[..., 1] + 1) * height_f - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    corner_x = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)
+    corner_y = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
+    bilinear = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=-1)
+    inside = (corner_x >= 0) & (corner_x < width_i[..., None]) & (corner_y >= 0) & (corner_y < height_i[..., None])
+    rows = starts[..., None] + corner_y.clamp(min=0) * width_i[..., None] + corner_x.clamp(min=0)
+    rows = torch.where(inside, rows, 0)
+    table_offset = torch.arange(batch * heads, device=value.device).view(batch, 1, heads, 1, 1, 1) * num_value
+    weights = torch.where(inside, bilinear * attention_weights[..., None], 0.0)
+    table = value.transpose(1, 2).reshape(batch * heads * num_value, channels)
+    bags, bag_size = batch * queries * heads, levels * points * 4
+    mixed = F.embedding_bag((rows + table_offset).reshape(bags, bag_size), table, mode="sum",
+                            per_sample_weights=weights.reshape(bags, bag_size).to(table.dtype))
+    return mixed.view(batch, queries, heads * channels)
 
 
 class MultiScaleDeformableAttention(nn.Module):
@@ -98,15 +170,18 @@ class MultiScaleDeformableAttention(nn.Module):
         if num_value != expected:
             raise ValueError(f"value has {num_value} tokens but spatial_shapes {spatial_shapes} need {expected}")
         heads, levels, points = self.num_heads, self.num_levels, self.num_points
-        projected = self.value_proj(value).view(batch, num_value, heads, -1)
-        offsets = self.sampling_offsets(query).view(batch, num_query, heads, levels, points, 2)
-        weights = self.attention_weights(query).view(batch, num_query, heads, levels * points)
+        projected = linear(value, self.value_proj.weight, self.value_proj.bias).view(batch, num_value, heads, -1)
+        offsets = linear(query, self.sampling_offsets.weight, self.sampling_offsets.bias)
+        offsets = offsets.view(batch, num_query, heads, levels, points, 2)
+        weights = linear(query, self.attention_weights.weight, self.attention_weights.bias)
+        weights = weights.view(batch, num_query, heads, levels * points)
         weights = weights.softmax(-1).view(batch, num_query, heads, levels, points)
-        shapes = torch.tensor(spatial_shapes, dtype=offsets.dtype, device=offsets.device)
-        normaliser = torch.stack([shapes[:, 1], shapes[:, 0]], -1)
+        sizes = level_constants(tuple(map(tuple, spatial_shapes)), offsets.device, offsets.dtype)
+        normaliser = torch.cat([sizes.width, sizes.height], -1)
         locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
         sampled = self._sample(projected, spatial_shapes, locations, weights)
-        return self.dropout(self.output_proj(sampled.to(query.dtype))) + query
+        output = linear(sampled.to(query.dtype), self.output_proj.weight, self.output_proj.bias)
+        return self.dropout(output) + query
 
     @staticmethod
     def _sample(

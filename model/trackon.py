@@ -42,6 +42,62 @@ class TrackerState:
     started: torch.Tensor  # (B, N) bool
 
 
+Columns = slice | torch.Tensor  # query columns: slice(None) for all of them, else a long index tensor
+
+# Rows (sequence slots) per chunk of memory attention on the CPU: the FFN's hidden tensor stays cache-sized.
+MEMORY_CHUNK_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one frame step does, decided up front so that the step itself never reads device values back.
+
+    ``start``: columns where a query starts in some batch element (None: no query starts); ``decode``: columns
+    active in some batch element (None: nothing to track); ``all_active``: every decoded query is active in every
+    batch element, so no query mask is needed; ``empty_slots``: leading memory slots that are empty for every decoded
+    query (their keys are masked, so skipping them is exact).
+    """
+
+    start: Columns | None
+    decode: Columns | None
+    all_active: bool
+    empty_slots: int = 0
+
+    @staticmethod
+    def _columns(flags: torch.Tensor, device: torch.device) -> Columns | None:
+        """Columns where ``flags`` (B, N) is set in some row: all (a slice), some (indices), or none (None)."""
+        any_row = flags.any(0)
+        if bool(any_row.all()):
+            return slice(None)
+        if not bool(any_row.any()):
+            return None
+        return any_row.nonzero(as_tuple=True)[0].to(device)
+
+    @staticmethod
+    def _uniform(active: torch.Tensor) -> bool:
+        """Whether each query is active in every batch element or in none."""
+        return bool((active.all(0) | ~active.any(0)).all())
+
+    @classmethod
+    def from_masks(cls, starting: torch.Tensor, active: torch.Tensor) -> "StepPlan":
+        """The plan read from (B, N) device masks (this reads them back: it synchronises a GPU)."""
+        return cls(cls._columns(starting, starting.device), cls._columns(active, active.device),
+                   cls._uniform(active))
+
+    @classmethod
+    def from_times(cls, times: torch.Tensor, t: int, memory_size: int, device: torch.device) -> "StepPlan":
+        """The plan of frame ``t`` from the queries' start frames ``times`` (B, N) held on the host.
+
+        A query started at frame s has min(t - s, M) filled slots at frame t (newest last), so the slots before
+        the earliest active query's fill are empty for every query.
+        """
+        active = times <= t
+        empty = 0
+        if bool(active.any()):
+            empty = max(memory_size - (t - int(times[active].min())), 0)
+        return cls(cls._columns(times == t, device), cls._columns(active, device), cls._uniform(active), empty)
+
+
 @dataclass
 class StepOutput:
     """Per-frame predictions for the queries that were decoded, all in model-input pixels."""
@@ -131,17 +187,28 @@ class Track_On2(nn.Module):
         sampled = F.grid_sample(feature_map, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return sampled.squeeze(-1).transpose(1, 2)
 
-    def multiscale_correlation(self, q: torch.Tensor, normalised_pyramid: list[torch.Tensor]) -> torch.Tensor:
-        """Cosine similarity of q (B, n, D) with each scale, upsampled to stride 4 and fused -> (B, n, P)."""
-        batch, num, _ = q.shape
-        q_normalised = F.normalize(q, p=2, dim=-1)
-        maps = []
-        for tokens, shape in zip(normalised_pyramid, self.level_shapes()):
-            corr = torch.einsum("bnd,bpd->bnp", q_normalised, tokens).reshape(batch * num, 1, *shape)
+    def correlation_basis(self, pyramid: FeaturePyramid) -> torch.Tensor:
+        """The multi-scale correlation of one frame as a linear basis (B, D, P).
+
+        Correlation is a dot product with L2-normalised tokens, and the bilinear upsampling to stride 4 and the
+        4->1 fusion conv are linear, so the fused map is <q_normalised, basis[:, :, p]> + bias with the basis
+        (the weighted sum of the upsampled normalised token maps) computed once per frame for all queries.
+        """
+        weights = self.ms_corr_proj.weight.flatten()
+        basis = None
+        for level, (tokens, shape) in enumerate(zip(pyramid, self.level_shapes())):
+            level_map = F.normalize(tokens, p=2, dim=-1).transpose(1, 2)
             if shape != (self.Hf, self.Wf):
-                corr = F.interpolate(corr, size=(self.Hf, self.Wf), mode="bilinear", align_corners=False)
-            maps.append(corr)
-        return self.ms_corr_proj(torch.cat(maps, dim=1)).view(batch, num, self.P)
+                level_map = F.interpolate(level_map.unflatten(2, shape), size=(self.Hf, self.Wf), mode="bilinear",
+                                          align_corners=False).flatten(2)
+            term = level_map * weights[level]
+            basis = term if basis is None else basis + term
+        return basis
+
+    def multiscale_correlation(self, q: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """Fused multi-scale cosine correlation of q (B, n, D) with a frame's ``correlation_basis`` -> (B, n, P)."""
+        q_normalised = F.normalize(q, p=2, dim=-1)
+        return torch.baddbmm(self.ms_corr_proj.bias.to(basis.dtype), q_normalised.to(basis.dtype), basis)
 
     # --------------------------------------------------------------------------------------------- one frame step
     def init_state(self, batch: int, num_queries: int, like: torch.Tensor) -> TrackerState:
@@ -155,35 +222,35 @@ class Track_On2(nn.Module):
         )
 
     def start_queries(self, state: TrackerState, features: FrameFeatures, coords: torch.Tensor,
-                      starting: torch.Tensor) -> None:
-        """Initialise the queries flagged in ``starting`` (B, N) from this frame at normalised ``coords`` (B, N, 2)."""
-        if not starting.any():
+                      starting: torch.Tensor, columns: Columns | None) -> None:
+        """Initialise the queries flagged in ``starting`` (B, N), all within ``columns``, from this frame at
+        normalised ``coords`` (B, N, 2)."""
+        if columns is None:
             return
-        columns = starting.any(0).nonzero(as_tuple=True)[0]
         sampled = self.sample_query_features(features.fused, coords[:, columns]).to(state.q_init.dtype)
         chosen = starting[:, columns].unsqueeze(-1)
         state.q_init[:, columns] = torch.where(chosen, sampled, state.q_init[:, columns])
         state.started = state.started | starting
 
-    def decode(self, state: TrackerState, features: FrameFeatures, active: torch.Tensor,
-               p_mask: float = 0.0) -> tuple[torch.Tensor, StepOutput]:
-        """Track the queries active in any batch element on this frame.
+    def decode(self, state: TrackerState, features: FrameFeatures, active: torch.Tensor, plan: StepPlan,
+               p_mask: float = 0.0) -> tuple[Columns, StepOutput]:
+        """Track the queries active in any batch element on this frame (``plan.decode`` must not be None).
 
-        Returns the indices of the decoded queries (n of N) and their outputs. Queries inactive in one batch
+        Returns the columns of the decoded queries (n of N) and their outputs. Queries inactive in one batch
         element but active in another are decoded too (their results are discarded by the caller) and are masked
         out of the query self-attention, so every active query sees exactly the active set, as in the reference.
         """
-        columns = active.any(0).nonzero(as_tuple=True)[0]
-        # When every query is active (the common case) take views instead of copying the state each frame.
-        select = slice(None) if len(columns) == active.shape[1] else columns
-        sub_active = active[:, select]
+        columns = plan.decode
+        sub_active = active[:, columns]
         batch, num = sub_active.shape
         dim = self.D
-        q = state.q_init[:, select]
-        memory = state.memory[:, select].reshape(batch * num, self.M, dim)
-        memory_mask = state.memory_mask[:, select].reshape(batch * num, self.M)
-        query_mask = None if bool(sub_active.all()) else ~sub_active
+        skip = plan.empty_slots
+        q = state.q_init[:, columns]
+        memory = state.memory[:, columns, skip:].reshape(batch * num, self.M - skip, dim)
+        memory_mask = state.memory_mask[:, columns, skip:].reshape(batch * num, self.M - skip)
+        query_mask = None if plan.all_active else ~sub_active
         current_slot = torch.zeros(batch * num, 1, dtype=torch.bool, device=q.device)
+        t_embedding = self.t_embedding[:, skip:]
 
         for i in range(self.decoder_layer_num):
             q = self.feature_attention[i](q, features.fused, features.fused)
@@ -192,31 +259,43 @@ class Track_On2(nn.Module):
             if p_mask > 0:
                 noised = memory_mask | (torch.rand(memory_mask.shape, device=q.device) < p_mask)
             sequence = torch.cat([memory, q.reshape(batch * num, 1, dim)], dim=1)
-            keyed = sequence + self.t_embedding
-            sequence = self.memory_attention[i](keyed, keyed, sequence, torch.cat([noised, current_slot], dim=1))
+            last = i == self.decoder_layer_num - 1
+            sequence = self._memory_layer(i, sequence, t_embedding, torch.cat([noised, current_slot], dim=1), last)
             q = sequence[:, -1].reshape(batch, num, dim)
             memory = sequence[:, :-1]
         q = self.projection1(q)
 
-        shapes = self.level_shapes()
-        normalised = [F.normalize(tokens, p=2, dim=-1) for tokens in features.pyramid]
-        context = MultiScaleContext(
-            feats=torch.cat(list(features.pyramid), dim=1),
-            shapes=shapes,
-            size_wh=torch.tensor([self.W, self.H], dtype=q.dtype, device=q.device),
-        )
-        c1 = self.multiscale_correlation(q, normalised)
+        context = MultiScaleContext(feats=torch.cat(list(features.pyramid), dim=1), shapes=self.level_shapes(),
+                                    size_wh=(self.W, self.H))
+        basis = self.correlation_basis(features.pyramid)
+        c1 = self.multiscale_correlation(q, basis)
         reranked = self.reranking_head(q, context, c1)
         q = self.projection2(reranked.q)
-        c2 = self.multiscale_correlation(q, normalised)
+        c2 = self.multiscale_correlation(q, basis)
         p_patch = patch_centres(torch.argmax(c2.detach(), dim=-1), self.Wf, q.dtype)
         offsets, v_logit, u_logit = self.prediction_head(q, context, p_patch)
         step = StepOutput(c1, c2, offsets, v_logit, u_logit, p_patch, reranked.u_logit_top_k,
                           reranked.s_logit_top_k, reranked.p_patch_top_k, q)
         return columns, step
 
+    def _memory_layer(self, layer: int, sequence: torch.Tensor, t_embedding: torch.Tensor, key_mask: torch.Tensor,
+                      query_only: bool) -> torch.Tensor:
+        """Memory attention of layer ``layer`` over (S, L, D) sequences (memory slots, then the query).
+
+        With ``query_only`` only the query row is computed (the last layer's memory rows are discarded). On the
+        CPU the sequences go in chunks of about MEMORY_CHUNK_ROWS rows; every row's result is the same either way.
+        """
+        block = self.memory_attention[layer]
+        length = sequence.shape[1]
+        chunk = sequence.shape[0] if sequence.is_cuda else max(1, MEMORY_CHUNK_ROWS // length)
+        outputs = []
+        for part, mask in zip(sequence.split(chunk), key_mask.split(chunk)):
+            keyed = part + t_embedding
+            outputs.append(block(keyed[:, -1:] if query_only else keyed, keyed, part, mask))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
     @staticmethod
-    def push_memory(state: TrackerState, columns: torch.Tensor, q: torch.Tensor, active: torch.Tensor) -> None:
+    def push_memory(state: TrackerState, columns: Columns, q: torch.Tensor, active: torch.Tensor) -> None:
         """Append this frame's decoded features of the active queries; other queries get an empty slot."""
         batch, num_queries = active.shape
         newest = state.memory.new_zeros(batch, num_queries, 1, state.memory.shape[-1])
@@ -257,13 +336,14 @@ class Track_On2(nn.Module):
         outputs: dict[str, list[torch.Tensor]] = {key: [] for key in _TRAINING_KEYS}
         for t in range(num_frames):
             frame = FrameFeatures(FeaturePyramid(*(level[:, t] for level in per_frame[:4])), per_frame[4][:, t])
-            self.start_queries(state, frame, coords, times == t)
             active = times <= t
-            if not active.any():
+            plan = StepPlan.from_masks(times == t, active)
+            self.start_queries(state, frame, coords, times == t, plan.start)
+            if plan.decode is None:
                 for key, empty in self._empty_outputs(batch, num_queries, dtype, video.device).items():
                     outputs[key].append(empty)
                 continue
-            columns, step = self.decode(state, frame, active, p_mask=p_mask)
+            columns, step = self.decode(state, frame, active, plan, p_mask=p_mask)
             for key, value in _scatter_step(step, columns, active, dtype).items():
                 outputs[key].append(value)
             self.push_memory(state, columns, step.q, active)
@@ -287,13 +367,15 @@ class Track_On2(nn.Module):
         """Frame-by-frame inference (each frame encoded on arrival): P (input pixels), V_logit, U_logit."""
         times, coords = self._prepare(video, queries)
         batch, num_frames, _, height, width = video.shape
+        host_times = times.cpu()
         points, v_logits, u_logits = [], [], []
         state = None
         for t in range(num_frames):
             frame = self.encode(self.resize_frames(video[:, t]))
             if state is None:
                 state = self.init_state(batch, queries.shape[1], frame.fused)
-            p, v, u = self.step(state, frame, coords, times == t, times <= t)
+            plan = StepPlan.from_times(host_times, t, self.M, video.device)
+            p, v, u = self.step(state, frame, coords, times == t, times <= t, plan)
             points.append(p.to(video.dtype))
             v_logits.append(v.to(video.dtype))
             u_logits.append(u.to(video.dtype))
@@ -301,24 +383,32 @@ class Track_On2(nn.Module):
         return {"P": p_all, "V_logit": torch.stack(v_logits, dim=1), "U_logit": torch.stack(u_logits, dim=1)}
 
     def step(self, state: TrackerState, frame: FrameFeatures, coords: torch.Tensor, starting: torch.Tensor,
-             active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             active: torch.Tensor, plan: StepPlan | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One online step: start new queries, track the active ones, update memory.
 
-        Returns points (B, N, 2) in model-input pixels, v_logit and u_logit (B, N); zero where not active.
+        ``plan`` (see ``StepPlan.from_times``) lets the step run without reading the masks back from the device;
+        without it the plan is read from ``starting`` and ``active``. Returns points (B, N, 2) in model-input
+        pixels, v_logit and u_logit (B, N); zero where not active.
         """
+        if plan is None:
+            plan = StepPlan.from_masks(starting, active)
         batch, num = active.shape
-        self.start_queries(state, frame, coords, starting)
+        self.start_queries(state, frame, coords, starting, plan.start)
+        if plan.decode is None:
+            zeros = frame.fused.new_zeros(batch, num)
+            return frame.fused.new_zeros(batch, num, 2), zeros, zeros.clone()
+        columns, step = self.decode(state, frame, active, plan)
+        self.push_memory(state, columns, step.q, active)
+        if plan.all_active and isinstance(columns, slice):
+            dtype = frame.fused.dtype
+            return step.points.to(dtype), step.v_logit.to(dtype), step.u_logit.to(dtype)
         points = frame.fused.new_zeros(batch, num, 2)
         v_logit = frame.fused.new_zeros(batch, num)
         u_logit = frame.fused.new_zeros(batch, num)
-        if not active.any():
-            return points, v_logit, u_logit
-        columns, step = self.decode(state, frame, active)
         keep = active[:, columns]
         points[:, columns] = torch.where(keep[..., None], step.points.to(points.dtype), 0.0)
         v_logit[:, columns] = torch.where(keep, step.v_logit.to(v_logit.dtype), 0.0)
         u_logit[:, columns] = torch.where(keep, step.u_logit.to(u_logit.dtype), 0.0)
-        self.push_memory(state, columns, step.q, active)
         return points, v_logit, u_logit
 
 
@@ -326,7 +416,7 @@ _TRAINING_KEYS = ("C1", "C2", "O", "V_logit", "U_logit", "P_patch", "U_logit_top
                   "P_patch_top_k")
 
 
-def _scatter_step(step: StepOutput, columns: torch.Tensor, active: torch.Tensor,
+def _scatter_step(step: StepOutput, columns: Columns, active: torch.Tensor,
                   dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Place the decoded queries' outputs at their columns among all N queries; inactive entries are zero."""
     batch, num = active.shape
@@ -339,7 +429,7 @@ def _scatter_step(step: StepOutput, columns: torch.Tensor, active: torch.Tensor,
         index = [slice(None)] * len(shape)
         index[query_dim] = columns
         mask_shape = [batch] + [1] * (len(shape) - 1)
-        mask_shape[query_dim] = len(columns)
+        mask_shape[query_dim] = value.shape[query_dim]
         full[tuple(index)] = torch.where(keep.view(mask_shape), value.to(dtype), 0.0)
         return full
 

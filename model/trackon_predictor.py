@@ -31,7 +31,7 @@ from model.checkpoint import download_released_checkpoint, load_state_dict_stric
 from model.config import ModelConfig
 from model.inputs import InputError, check_pixel_values, check_queries, check_video
 from model.registry import get_variant
-from model.trackon import TrackerState, Track_On2
+from model.trackon import StepPlan, TrackerState, Track_On2
 from model.vit import BackboneUnavailableError
 
 UNIFORM_GRID_SIZE = 32
@@ -147,25 +147,25 @@ class Predictor(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Track ``queries`` through ``video``, one frame at a time (no frame sees the future).
 
-        video: (1, T, 3, H, W) in 0..255 (float or uint8); queries: (1, N, 3) as (t, x, y) in video pixels, or None
-        for a 32x32 grid on the first frame. Returns trajectory (1, T, N, 2) in video pixels and visibility
-        (1, T, N) bool; before a query's start frame its point is (0, 0) and it is not visible.
+        video: (B, T, 3, H, W) in 0..255 (float or uint8), B independent videos tracked together; queries:
+        (B, N, 3) as (t, x, y) in video pixels, or None for a 32x32 grid on the first frame. Returns trajectory
+        (B, T, N, 2) in video pixels and visibility (B, T, N) bool; before a query's start frame its point is
+        (0, 0) and it is not visible. Each video's result is the same as when it is tracked alone.
         """
         if isinstance(video, torch.Tensor) and not video.is_floating_point() and video.dim() == 5:
             video = video.float()
         check_video(video)
-        if video.shape[0] != 1:
-            raise InputError(f"Predictor tracks one video at a time: expected batch size 1, got {video.shape[0]}")
-        _, num_frames, _, height, width = video.shape
+        batch, num_frames, _, height, width = video.shape
         video = self._as_model_input(video)
         if queries is None:
             grid = get_points_on_a_grid(UNIFORM_GRID_SIZE, (height, width), video.device)
-            queries = torch.cat([torch.zeros_like(grid[..., :1]), grid], dim=-1)
-        check_queries(queries, 1, num_frames, height, width, allow_outside=self.allow_outside_queries)
+            queries = torch.cat([torch.zeros_like(grid[..., :1]), grid], dim=-1).expand(batch, -1, -1)
+        check_queries(queries, batch, num_frames, height, width, allow_outside=self.allow_outside_queries)
         num_user = queries.shape[1]
-        queries = torch.cat([queries.to(video.device, video.dtype),
-                             self._support_queries(height, width, video.device).to(video.dtype)], dim=1)
+        support = self._support_queries(height, width, video.device).to(video.dtype).expand(batch, -1, -1)
+        queries = torch.cat([queries.to(video.device, video.dtype), support], dim=1)
         times = queries[..., 0].long()
+        host_times = times.cpu()  # the one read-back: every frame's plan is then decided on the host
         coords = queries[..., 1:] / torch.tensor([width, height], dtype=queries.dtype, device=queries.device)
 
         state = None
@@ -173,8 +173,9 @@ class Predictor(nn.Module):
         for t in tqdm(range(num_frames), desc="tracking", unit="frame", disable=not progress):
             frame = self.model.encode(self.model.resize_frames(video[:, t]))
             if state is None:
-                state = self.model.init_state(1, queries.shape[1], frame.fused)
-            p, v, _ = self.model.step(state, frame, coords, times == t, times <= t)
+                state = self.model.init_state(batch, queries.shape[1], frame.fused)
+            plan = StepPlan.from_times(host_times, t, self.model.M, video.device)
+            p, v, _ = self.model.step(state, frame, coords, times == t, times <= t, plan)
             points.append(p[:, :num_user])
             visibility.append(self._visibility(v[:, :num_user], (times <= t)[:, :num_user]))
         trajectory = self.model.to_input_pixels(torch.stack(points, dim=1), height, width)

@@ -12,6 +12,8 @@ import yaml
 from dataset.synthetic import write_tapvid_davis
 from evaluation import memory
 from evaluation.benchmark import benchmark, grid_queries, main, random_clips
+from evaluation.stage_timing import STAGES, StageTimer
+from evaluation.steady_state import fill_memory_at_start
 from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
 
@@ -57,7 +59,7 @@ def test_command_line_writes_json(tmp_path, capsys) -> None:
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Memory size: 8, N: 4" in printed and "[Speed] Model-only FPS:" in printed
-    result = json.loads(output.read_text())
+    result = json.loads(output.read_text())["results"][0]
     assert result["memory_size"] == 8 and result["timed_frames"] == 3 and math.isfinite(result["model_fps"])
 
 
@@ -87,3 +89,41 @@ def test_command_line_rejects_unusable_device(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--device", "tpu:banana"])
     assert "--device" in capsys.readouterr().err
+
+
+def test_batches_stages_and_full_memory_from_the_command_line(tmp_path, capsys) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(vars(tiny_config())))
+    output = tmp_path / "bench.json"
+    argv = ["--config_path", str(config), "--N_sqrt", "2", "--memory_size", "6", "--num_clips", "2",
+            "--warmup", "1", "--num_frames", "2", "--height", "48", "--width", "64", "--device", "cpu",
+            "--batch", "1", "3", "--support_grid", "2", "--stages", "--full_memory", "--output_json", str(output)]
+    assert main(argv) == 0
+    assert "[Stages] ms per step: vit_adapter_fpn" in capsys.readouterr().out
+    results = json.loads(output.read_text())["results"]
+    assert [r["batch"] for r in results] == [1, 3] and [r["timed_frames"] for r in results] == [2, 6]
+    for result in results:
+        assert set(result["stage_ms_per_step"]) == set(STAGES)
+        assert all(ms > 0 for ms in result["stage_ms_per_step"].values())
+
+
+def test_stage_timing_leaves_outputs_unchanged() -> None:
+    torch.manual_seed(0)
+    predictor = Predictor(tiny_config(), support_grid_size=2)
+    video = next(random_clips(1, 3, 48, 64, seed=0, batch=2))
+    queries = grid_queries(2, 48, 64, torch.device("cpu")).expand(2, -1, -1)
+    plain = predictor(video, queries)
+    with StageTimer(predictor.model, torch.device("cpu")) as timer:
+        timed = predictor(video, queries)
+    assert torch.equal(plain[0], timed[0]) and torch.equal(plain[1], timed[1])
+    assert timer.totals_ms["memory_attention"] > 0
+    assert "multiscale_correlation" not in vars(predictor.model)  # the wrapped method is restored
+
+
+def test_full_memory_changes_only_the_given_predictor() -> None:
+    torch.manual_seed(0)
+    filled, plain = Predictor(tiny_config(), support_grid_size=0), Predictor(tiny_config(), support_grid_size=0)
+    fill_memory_at_start(filled)
+    like = torch.zeros(1, 1, filled.model.D)
+    assert not filled.model.init_state(1, 3, like).memory_mask.any()
+    assert plain.model.init_state(1, 3, like).memory_mask.all()

@@ -81,7 +81,7 @@ def test_support_grid_leaves_a_margin():
     [
         (torch.zeros(6, 3, 70, 100), QUERIES, "shape"),
         (torch.zeros(1, 6, 4, 70, 100), QUERIES, "shape"),
-        (torch.zeros(2, 6, 3, 70, 100), QUERIES.repeat(2, 1, 1), "one video"),
+        (torch.zeros(2, 6, 3, 70, 100), QUERIES, "B=2"),
         (torch.zeros(1, 6, 3, 70, 100), torch.zeros(1, 0, 3), "empty"),
         (torch.zeros(1, 6, 3, 70, 100), torch.tensor([[[6, 1.0, 1.0]]]), "after the last frame"),
         (torch.zeros(1, 6, 3, 70, 100), torch.tensor([[[0, 101.0, 1.0]]]), "outside"),

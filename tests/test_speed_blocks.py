@@ -1,0 +1,166 @@
+"""Each optimised block against its straightforward formulation, on random inputs (float64, tight tolerance)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.blocks import MHA_Block, fused_attention
+from model.msda import deformable_sampling, deformable_sampling_reference
+from model.onednn import linear, onednn_applies, relu_feed_forward
+from model.trackon import StepPlan, Track_On2
+from tests.tiny_model import tiny_config
+
+TIGHT = 1e-12
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_weighted_gather_matches_grid_sample():
+    shapes = [(12, 16), (6, 8), (3, 4), (2, 2)]
+    tokens = sum(h * w for h, w in shapes)
+    g = _generator()
+    value = torch.randn(2, tokens, 4, 8, generator=g, dtype=torch.float64)
+    # Locations spill past [0, 1] so that zero padding and partly outside corners are exercised.
+    locations = torch.rand(2, 30, 4, 4, 4, 2, generator=g, dtype=torch.float64) * 1.4 - 0.2
+    weights = torch.rand(2, 30, 4, 4, 4, generator=g, dtype=torch.float64)
+    fast = deformable_sampling(value, shapes, locations, weights)
+    reference = deformable_sampling_reference(value, shapes, locations, weights)
+    assert fast.shape == (2, 30, 32)
+    assert (fast - reference).abs().max() < TIGHT
+
+
+def test_weighted_gather_accepts_zero_queries():
+    value = torch.randn(1, 35 + 12, 2, 3, dtype=torch.float64)
+    empty = deformable_sampling(value, [(5, 7), (3, 4)], torch.rand(1, 0, 2, 2, 3, 2, dtype=torch.float64),
+                                torch.rand(1, 0, 2, 2, 3, dtype=torch.float64))
+    assert empty.shape == (1, 0, 6)
+
+
+def test_weighted_gather_gradients_match_grid_sample():
+    shapes = [(5, 7), (3, 4)]
+    g = _generator(1)
+    value = torch.randn(1, 47, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    locations = torch.rand(1, 6, 2, 2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(1, 6, 2, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for sample in (deformable_sampling, deformable_sampling_reference):
+        sample(value, shapes, locations, weights).square().sum().backward()
+        grads.append([t.grad.clone() for t in (value, locations, weights)])
+        for t in (value, locations, weights):
+            t.grad = None
+    for fast, reference in zip(*grads):
+        assert (fast - reference).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("layout", ["qkv_same", "kv_same", "qk_same", "all_different", "query_rows"])
+def test_fused_attention_matches_multihead_attention(layout):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).double().eval()
+    g = _generator(2)
+    x = torch.randn(3, 7, 16, generator=g, dtype=torch.float64)
+    other = torch.randn(3, 7, 16, generator=g, dtype=torch.float64)
+    q, k, v = {"qkv_same": (x, x, x), "kv_same": (other, x, x), "qk_same": (x, x, other),
+               "all_different": (other[:, :5], x, other), "query_rows": (x[:, -1:], x, other)}[layout]
+    mask = torch.zeros(3, 7, dtype=torch.bool)
+    mask[1, :4] = True
+    with torch.no_grad():
+        expected = mha(q, k, v, key_padding_mask=mask, need_weights=False)[0]
+        assert (fused_attention(mha, q, k, v, mask) - expected).abs().max() < TIGHT
+
+
+def test_block_on_query_rows_equals_the_full_blocks_rows():
+    torch.manual_seed(0)
+    block = MHA_Block(16, 4).double().eval()
+    sequence = torch.randn(5, 9, 16, dtype=torch.float64)
+    mask = torch.zeros(5, 9, dtype=torch.bool)
+    mask[:, :3] = True
+    with torch.no_grad():
+        full = block(sequence, sequence, sequence, mask)
+        last = block(sequence[:, -1:], sequence, sequence, mask)
+    assert (full[:, -1:] - last).abs().max() < TIGHT
+
+
+def _straightforward_correlation(model: Track_On2, q: torch.Tensor, pyramid) -> torch.Tensor:
+    """Per-level cosine correlation, bilinear upsampling to stride 4 and the 4->1 conv, as the reference."""
+    batch, num, _ = q.shape
+    q_normalised = F.normalize(q, dim=-1)
+    maps = []
+    for tokens, shape in zip(pyramid, model.level_shapes()):
+        corr = torch.einsum("bnd,bpd->bnp", q_normalised, F.normalize(tokens, dim=-1)).reshape(batch * num, 1, *shape)
+        if shape != (model.Hf, model.Wf):
+            corr = F.interpolate(corr, size=(model.Hf, model.Wf), mode="bilinear", align_corners=False)
+        maps.append(corr)
+    return model.ms_corr_proj(torch.cat(maps, dim=1)).view(batch, num, model.P)
+
+
+def test_correlation_basis_matches_upsample_then_conv():
+    torch.manual_seed(0)
+    model = Track_On2(tiny_config()).double().eval()
+    nn.init.normal_(model.ms_corr_proj.bias)
+    pyramid = [torch.randn(2, h * w, model.D, dtype=torch.float64) for h, w in model.level_shapes()]
+    q = torch.randn(2, 5, model.D, dtype=torch.float64)
+    with torch.no_grad():
+        fast = model.multiscale_correlation(q, model.correlation_basis(pyramid))
+        reference = _straightforward_correlation(model, q, pyramid)
+    assert (fast - reference).abs().max() < TIGHT
+
+
+def test_onednn_linear_and_feed_forward_match_the_default_path():
+    torch.manual_seed(0)
+    first, second = nn.Linear(32, 64), nn.Linear(64, 32)
+    x = torch.randn(3, 50, 32)
+    with torch.no_grad():
+        assert onednn_applies(x) == torch.backends.mkldnn.is_available()
+        assert (linear(x, first.weight, first.bias) - first(x)).abs().max() < 1e-5
+        assert (relu_feed_forward(x, first, second) - second(F.relu(first(x)))).abs().max() < 1e-5
+    doubled = x.double()
+    assert not onednn_applies(doubled) and not onednn_applies(x)  # float64, and gradients recorded
+    first.double()
+    with torch.no_grad():
+        assert torch.equal(linear(doubled, first.weight, first.bias), first(doubled))
+
+
+def _tracked_model() -> Track_On2:
+    torch.manual_seed(0)
+    return Track_On2(tiny_config(M=6)).double().eval()
+
+
+def test_skipping_empty_memory_slots_is_exact():
+    model = _tracked_model()
+    g = _generator(3)
+    frames = torch.rand(4, 3, *model.input_size, generator=g, dtype=torch.float64)
+    coords = torch.rand(1, 5, 2, generator=g, dtype=torch.float64)
+    times = torch.tensor([[0, 0, 1, 1, 2]])
+    outputs = {}
+    with torch.no_grad():
+        for skip in (True, False):
+            state, points = None, []
+            for t in range(frames.shape[0]):
+                frame = model.encode(frames[t:t + 1])
+                state = state or model.init_state(1, 5, frame.fused)
+                plan = StepPlan.from_times(times, t, model.M, frames.device)
+                assert plan.empty_slots == max(model.M - t, 0)
+                if not skip:
+                    plan = StepPlan(plan.start, plan.decode, plan.all_active, 0)
+                points.append(model.step(state, frame, coords, times == t, times <= t, plan)[0])
+            outputs[skip] = torch.stack(points)
+    assert (outputs[True] - outputs[False]).abs().max() < 1e-10
+
+
+def test_plan_from_host_times_matches_plan_from_masks():
+    times = torch.tensor([[0, 2, 1, 2], [1, 2, 0, 3]])
+    for t in range(5):
+        host = StepPlan.from_times(times, t, 4, torch.device("cpu"))
+        read_back = StepPlan.from_masks(times == t, times <= t)
+        assert host.all_active == read_back.all_active
+        for mine, theirs in ((host.start, read_back.start), (host.decode, read_back.decode)):
+            assert (mine is None) == (theirs is None)
+            if isinstance(mine, torch.Tensor):
+                assert torch.equal(mine, theirs)
+            elif mine is not None:
+                assert mine == theirs == slice(None)
