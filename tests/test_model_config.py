@@ -13,7 +13,8 @@ from model.heads import Prediction_Head, Rerank_Module
 from model.trackon import Track_On2
 from tests.conftest import ROOT
 from tests.tiny_model import tiny_config
-from utils.config import ConfigError, load_config
+from utils.config import SCHEMA, ConfigError, load_config
+from utils.run_config import DataConfig, RunConfig, TrainingConfig
 
 
 def test_from_yaml_keeps_only_model_fields():
@@ -67,3 +68,18 @@ def test_heads_take_explicit_sizes():
     head = Prediction_Head(dim=32, num_layers=2)
     assert (rerank.K, rerank.Wf, len(rerank.local_decoder)) == (5, 24, 3)
     assert len(head.offset_transformer) == 2 and head.vis_layer[0].in_features == 32
+
+
+def test_run_config_parts_split_every_schema_key_once():
+    parts = [ModelConfig, DataConfig, TrainingConfig]
+    names = [field.name for part in parts for field in dataclasses.fields(part)]
+    assert sorted(names) == sorted(SCHEMA) and len(names) == len(set(names))
+
+
+def test_run_config_from_yaml_with_overrides():
+    run = RunConfig.from_yaml(ROOT / "config" / "train.yaml", lr=1e-3, T=8)
+    full = load_config(ROOT / "config" / "train.yaml", lr=1e-3, T=8)
+    assert run.model == ModelConfig.from_namespace(full)
+    assert (run.training.lr, run.training.epoch_num, run.data.T, run.data.N) == (1e-3, full.epoch_num, 8, full.N)
+    with pytest.raises(ConfigError, match="'bs' must be at least 1"):
+        RunConfig.from_namespace({**vars(full), "bs": 0})
