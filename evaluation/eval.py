@@ -15,6 +15,7 @@ import argparse
 import pickle
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +41,23 @@ SUPPORT_GRID_SIZE = 20
 SEED = 1234
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+@dataclass
+class EvalConfig:
+    """The evaluation run's settings, from the command line (the model's come from its config and checkpoint)."""
+
+    model_config_path: str | None  # None: the configuration of the variant named by model_checkpoint_path
+    model_checkpoint_path: str  # a checkpoint file or a registry variant name (its cached file once resolved)
+    dataset_name: str
+    dataset_path: str
+    output_json: str | None
+    device: torch.device
+    max_videos: int | None
+    num_workers: int
+    no_progress: bool
+    strict: bool
+
+
+def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     parser = argparse.ArgumentParser(description="Evaluation script for Track-On2")
     parser.add_argument("--model_config_path", default=None,
                         help=f"model config YAML (default: the named variant's configuration, else {DEFAULT_CONFIG})")
@@ -79,7 +96,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.device = parse_device(args.device)
     except ValueError as exc:
         parser.error(f"--device: {exc}")
-    return args
+    return EvalConfig(**vars(args))
 
 
 def rank_device(device: torch.device, ctx: distributed.DistContext) -> torch.device:
@@ -120,7 +137,7 @@ def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device:
 
 
 def prepare(
-    args: argparse.Namespace, device: torch.device
+    args: EvalConfig, device: torch.device
 ) -> tuple[argparse.Namespace, Dataset, torch.nn.Module]:
     """Config (with the DAVIS memory override), dataset and predictor; bad input raises SetupError."""
     try:
@@ -137,7 +154,7 @@ def prepare(
     return model_args, dataset, load_predictor(model_args, args.model_checkpoint_path, device, allow_outside)
 
 
-def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_size: int) -> dict[str, object]:
+def run_info(args: EvalConfig, model_args: argparse.Namespace, world_size: int) -> dict[str, object]:
     """Run settings stored next to the numbers in the JSON output."""
     return {
         "model_config_path": args.model_config_path,
@@ -150,7 +167,7 @@ def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_siz
     }
 
 
-def resume_settings(args: argparse.Namespace, model_args: argparse.Namespace) -> dict[str, object]:
+def resume_settings(args: EvalConfig, model_args: argparse.Namespace) -> dict[str, object]:
     """What must be unchanged for a rerun to reuse earlier per-video results (paths, weights file, settings)."""
     checkpoint = Path(args.model_checkpoint_path).resolve()
     stat = checkpoint.stat()
@@ -167,7 +184,7 @@ def resume_settings(args: argparse.Namespace, model_args: argparse.Namespace) ->
     }
 
 
-def evaluate_shard(args: argparse.Namespace, model_args: argparse.Namespace, dataset: Dataset,
+def evaluate_shard(args: EvalConfig, model_args: argparse.Namespace, dataset: Dataset,
                    predictor: torch.nn.Module, device: torch.device, num_videos: int,
                    ctx: distributed.DistContext) -> list:
     """This rank's results: those saved by an earlier run of the same evaluation, then the newly evaluated ones
@@ -203,7 +220,7 @@ def evaluate_shard(args: argparse.Namespace, model_args: argparse.Namespace, dat
     return reused + fresh
 
 
-def report(args: argparse.Namespace, model_args: argparse.Namespace, results: list, num_videos: int,
+def report(args: EvalConfig, model_args: argparse.Namespace, results: list, num_videos: int,
            world_size: int) -> None:
     """Print the final numbers and the skipped videos, write the JSON; raise EvaluationStopped under --strict."""
     skipped = skipped_videos(results)
@@ -228,7 +245,7 @@ def report(args: argparse.Namespace, model_args: argparse.Namespace, results: li
         raise EvaluationStopped(f"none of the {num_videos} video(s) could be evaluated (reasons above)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: EvalConfig) -> int:
     """Evaluate (this rank's share of) the dataset; rank 0 prints the final numbers and writes the JSON."""
     ctx = distributed.setup(args.device.type)
     try:

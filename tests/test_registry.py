@@ -96,3 +96,11 @@ def test_evaluation_and_benchmark_take_variant_names_and_old_flags(tmp_path):
     assert benchmark.parse_args(["--checkpoint", "trackon2-dinov2"]).model_checkpoint_path == "trackon2-dinov2"
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--checkpoint", "trackon3"])
+
+
+def test_evaluation_settings_are_typed(tmp_path):
+    (tmp_path / "davis.pkl").write_bytes(b"")
+    settings = eval_cli.parse_args(["--checkpoint", "trackon2-dinov2", "--dataset_name", "davis", "--dataset_path",
+                                    str(tmp_path / "davis.pkl"), "--max_videos", "2", "--device", "cpu"])
+    assert isinstance(settings, eval_cli.EvalConfig)
+    assert (settings.max_videos, settings.device.type, settings.strict) == (2, "cpu", False)
