@@ -9,9 +9,9 @@ Hugging Face hub and the licence terms that come with it. The ViTs come from ``m
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from model.config import ModelConfig
 from model.vit import VITS, VitSpec
-
 
 DINOV3_LICENCE = ("DINOv3 weights are gated: accept the DINOv3 licence on the ViT's hub page and log in "
                   "(`hf auth login`) before the first download")

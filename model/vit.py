@@ -16,7 +16,6 @@ import torch.nn as nn
 from utils.errors import one_line
 
 
-
 @dataclass(frozen=True)
 class VitSpec:
     """A DINO ViT the adapter can wrap: its hub id and the shapes the adapter depends on."""
@@ -48,6 +47,7 @@ def vit_family(vit_backbone: str) -> str:
 
 
 def vit_spec(vit_backbone: str) -> VitSpec:
+    """The table entry of a ``vit_backbone`` name; an unknown name is an error listing the known ones."""
     if vit_backbone not in VITS:
         raise ValueError(f"unknown vit_backbone {vit_backbone!r}; expected one of {sorted(VITS)}")
     return VITS[vit_backbone]

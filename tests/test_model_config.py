@@ -83,3 +83,9 @@ def test_run_config_from_yaml_with_overrides():
     assert (run.training.lr, run.training.epoch_num, run.data.T, run.data.N) == (1e-3, full.epoch_num, 8, full.N)
     with pytest.raises(ConfigError, match="'bs' must be at least 1"):
         RunConfig.from_namespace({**vars(full), "bs": 0})
+
+
+def test_backbone_config_patch_size_must_fit_the_named_vit():
+    with pytest.raises(ConfigError, match="backbone_config patch_size 16 does not fit vit_backbone 'dinov2_s' "
+                                          "\\(its patches are 14 px\\)"):
+        tiny_config(backbone_config={**tiny_config().backbone_config, "patch_size": 16})

@@ -139,6 +139,10 @@ def _check_backbone_config(backbone: Mapping[str, Any], vit_backbone: str, sourc
     if model_type != wanted:
         raise ConfigError(f"{source}: backbone_config model_type {model_type!r} does not fit vit_backbone "
                           f"{vit_backbone!r} (expected {wanted!r})")
+    patch_size = backbone.get("patch_size", VITS[vit_backbone].patch_size)
+    if patch_size != VITS[vit_backbone].patch_size:
+        raise ConfigError(f"{source}: backbone_config patch_size {patch_size!r} does not fit vit_backbone "
+                          f"{vit_backbone!r} (its patches are {VITS[vit_backbone].patch_size} px)")
     import inspect
 
     import transformers
