@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,6 +25,7 @@ from model.registry import VARIANTS, get_variant
 from model.trackon import Track_On2
 from tests.conftest import ROOT
 from tests.tiny_model import TINY_DINOV3, tiny_config
+from utils.video_io import write_video
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 VIT_PREFIX = "backbone.vit_encoder."
@@ -86,6 +88,13 @@ result = {
     "trajectory_shape": list(trajectory.shape),
     "finite": bool(torch.isfinite(trajectory).all()),
 }
+import demo, numpy, yaml
+with open(f"{cache}/../tiny.yaml", "w") as handle:
+    yaml.safe_dump({**arch, "input_size": list(arch["input_size"]), "vit_backbone": "dinov2_s", "M_i": 6}, handle)
+result["demo_exit"] = demo.main(["--checkpoint", "trackon2-dinov2", "--config", f"{cache}/../tiny.yaml",
+                                 "--video", sys.argv[6], "--max_frames", "2", "--grid_size", "2", "--no_video",
+                                 "--output_dir", f"{cache}/../demo", "--support_grid_size", "0"])
+result["demo_tracks_shape"] = list(numpy.load(f"{cache}/../demo/tracks.npz")["tracks"].shape)
 for name, error in (("trackon2-dinov3", CheckpointError), ("track-on-r", BackboneUnavailableError)):
     try:
         Predictor.from_pretrained(name, config_overrides=arch)
@@ -106,8 +115,9 @@ def offline_load(tmp_path_factory) -> dict:
     _release(cache, "track-on-r", with_vit=False, backbone_config=dict(TINY_DINOV3))
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_HOME=str(tmp / "home"),
                PYTHONPATH=str(ROOT), TORCH_HOME=str(tmp / "torch"))
+    write_video(tmp / "clip.mp4", [np.full((72, 96, 3), 60 * i, dtype=np.uint8) for i in range(3)], 8)
     result = subprocess.run([sys.executable, "-c", LOADER, str(cache), str(ROOT), json.dumps(TINY_ARCH), REVISION,
-                             str(tmp / "vit.pt")],
+                             str(tmp / "vit.pt"), str(tmp / "clip.mp4")],
                             cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -120,6 +130,10 @@ def test_from_pretrained_loads_checkpoint_and_vit_from_the_offline_cache(offline
     assert offline_load["dtype"] == "torch.float64"
     assert offline_load["delta_v"] == 0.5 and offline_load["support_grid_size"] == 2
     assert offline_load["trajectory_shape"] == [1, 3, 2, 2] and offline_load["finite"]
+
+
+def test_demo_takes_a_variant_name_offline(offline_load):
+    assert offline_load["demo_exit"] == 0 and offline_load["demo_tracks_shape"] == [2, 4, 2]
 
 
 def test_torch_hub_local_gives_the_same_model(offline_load):
