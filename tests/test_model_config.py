@@ -30,7 +30,8 @@ def test_from_dict_fills_defaults_and_rejects_other_keys():
     assert (config.D, config.vit_backbone, config.M, config.input_size) == (128, "dinov3_s", 24, (384, 512))
     with pytest.raises(ConfigError, match="'lr' are not model settings"):
         ModelConfig.from_dict({"D": 128, "lr": 1e-3})
-    with pytest.raises(ConfigError, match="unknown key\\(s\\) 'rerank_layers' \\(did you mean 'rerank_layer_num'\\?\\)"):
+    with pytest.raises(ConfigError,
+                       match="unknown key\\(s\\) 'rerank_layers' \\(did you mean 'rerank_layer_num'\\?\\)"):
         ModelConfig.from_dict({"rerank_layers": 2})
 
 

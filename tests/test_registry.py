@@ -19,8 +19,9 @@ from utils import model_options
 
 def test_variants_hold_the_released_facts():
     dinov2, dinov3, track_on_r = (get_variant(name) for name in ("trackon2-dinov2", "trackon2-dinov3", "track-on-r"))
-    assert (dinov2.checkpoint_repo, dinov2.checkpoint_file) == ("gorkaydemir/track_on2", "trackon2_dinov2_checkpoint.pt")
-    assert (dinov3.checkpoint_repo, dinov3.checkpoint_file) == ("gorkaydemir/track_on2", "trackon2_dinov3_checkpoint.pt")
+    assert dinov2.checkpoint_repo == dinov3.checkpoint_repo == "gorkaydemir/track_on2"
+    assert (dinov2.checkpoint_file, dinov3.checkpoint_file) == ("trackon2_dinov2_checkpoint.pt",
+                                                                "trackon2_dinov3_checkpoint.pt")
     assert (track_on_r.checkpoint_repo, track_on_r.checkpoint_file) == ("gorkaydemir/track_on_r", "track_on_r.pt")
     assert dinov2.vit.hub_id == "facebook/dinov2-small" and not dinov2.vit.gated
     assert dinov3.vit.hub_id == track_on_r.vit.hub_id == "facebook/dinov3-vits16plus-pretrain-lvd1689m"

@@ -1,4 +1,4 @@
-"""The model options shared by the interactive front ends (config, checkpoint, device, AMP) and building the model."""
+"""Model options shared by the front ends and the evaluation CLIs (config, checkpoint or variant name, device, AMP)."""
 
 from __future__ import annotations
 
