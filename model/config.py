@@ -63,7 +63,7 @@ class ModelConfig:
             config_from_mapping(values, source)  # a typo gets its "did you mean" message here
             raise ConfigError(f"{source}: {', '.join(map(repr, foreign))} are not model settings; expected only "
                               f"{', '.join(cls.field_names())}")
-        return cls.from_namespace(config_from_mapping(values, source))
+        return cls.from_namespace(values)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "ModelConfig":
@@ -72,7 +72,8 @@ class ModelConfig:
 
     @classmethod
     def coerce(cls, config: "ModelConfig | argparse.Namespace | Mapping[str, Any]") -> "ModelConfig":
-        """A ModelConfig as is; a namespace or mapping of config keys by its model fields."""
+        """A ModelConfig as is; a namespace or mapping of config keys (all validated, unknown keys refused) by its
+        model fields."""
         return config if isinstance(config, ModelConfig) else cls.from_namespace(config_from_mapping(config))
 
     def replace(self, **changes: Any) -> "ModelConfig":

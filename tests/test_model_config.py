@@ -90,3 +90,8 @@ def test_backbone_config_patch_size_must_fit_the_named_vit():
     with pytest.raises(ConfigError, match="backbone_config patch_size 16 does not fit vit_backbone 'dinov2_s' "
                                           "\\(its patches are 14 px\\)"):
         tiny_config(backbone_config={**tiny_config().backbone_config, "patch_size": 16})
+
+
+def test_model_from_a_mapping_refuses_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) 'dim'"):
+        Track_On2({**vars(tiny_config()), "dim": 64})
