@@ -2,7 +2,7 @@
 
     pip install -r requirements-app.txt
     python app.py                                   # http://127.0.0.1:7860, released DINOv3 weights
-    python app.py --config config/test_dinov2.yaml --checkpoint dinov2 --port 8080
+    python app.py --checkpoint trackon2-dinov2 --port 8080   # or track-on-r, or a checkpoint file with --config
 
 The model options are those of demo.py; ``--checkpoint none`` with a config holding ``backbone_config`` runs
 random weights (what the tests use). Only this machine can reach the page unless ``--host 0.0.0.0`` is given.

@@ -1,7 +1,8 @@
 """Track points through a video with Track-On2 and save the tracks and an overlay video.
 
     python demo.py --video media/sample.mp4                         # released DINOv3 model, 16x16 grid
-    python demo.py --video clip.mp4 --config config/test_dinov2.yaml --queries_json points.json
+    python demo.py --video clip.mp4 --checkpoint track-on-r --queries_json points.json   # any registry variant
+    python demo.py --video clip.mp4 --config config/test_dinov2.yaml --checkpoint my_run/best_aj.pt
     python demo.py --video 0 --show                                 # live: camera 0 (or an rtsp/http URL)
     python demo.py --video media/sample.mp4 --realtime              # a file played as if it were live
 
@@ -29,10 +30,10 @@ from model.checkpoint import CheckpointError
 from model.inputs import InputError
 from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor, get_points_on_a_grid
 from model.vit import BackboneUnavailableError
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError
 from utils.live_source import LiveSource, is_live_source
 from utils.live_tracking import track_live
-from utils.model_options import autocast_for, resolve_checkpoint
+from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, autocast_for, build_predictor
 from utils.video_io import VideoReadError, iter_video_frames, video_fps, write_video
 from utils.visualize import draw_frame, point_colours
 
@@ -46,11 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="play a video file (or the URL of one) at its frame rate as if it were a live camera "
                              "(frames are dropped when tracking is slower)")
     parser.add_argument("--show", action="store_true", help="live sources: show the overlay in a window")
-    parser.add_argument("--config", default="config/test.yaml", help="model config (YAML)")
+    parser.add_argument("--config", default=None,
+                        help=f"model config (YAML) (default: the named variant's configuration, else {DEFAULT_CONFIG})")
     parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file, 'dinov2' / 'dinov3' for the released weights from the hub, or 'none' "
-                             "for random weights (needs a config with backbone_config) (default: the released "
-                             "weights matching the config's vit_backbone)")
+                        help=f"{CHECKPOINT_HELP}, or 'none' for random weights (needs a config with backbone_config) "
+                             "(default: the released weights matching the config's vit_backbone)")
     parser.add_argument("--grid_size", type=int, default=16, help="track a grid_size^2 grid from frame 0")
     parser.add_argument("--queries_json", default=None,
                         help="JSON list of [t, x, y] query points (video pixels) instead of the grid")
@@ -212,10 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        config = load_config(args.config)
-        checkpoint = resolve_checkpoint(args.checkpoint, config.vit_backbone)
-        predictor = Predictor(config, checkpoint_path=checkpoint, support_grid_size=args.support_grid_size)
-        predictor.to(args.device)
+        predictor = build_predictor(args)
         if is_live_source(args.video, args.realtime):
             result = track_live_source(args, predictor, output_dir)
         else:

@@ -2,6 +2,7 @@
 
     python -m evaluation.benchmark --config_path config/test.yaml [--model_checkpoint_path ckpt.pth] \
         [--davis_path tapvid_davis.pkl] --N_sqrt 8 --memory_size 24 [--batch 1 4 8] [--stages] [--full_memory]
+    python -m evaluation.benchmark --checkpoint trackon2-dinov2 --N_sqrt 8
 
 Queries are an N_sqrt x N_sqrt grid on frame 0, plus ``--support_grid`` support queries (default none). Without
 ``--davis_path`` the clips are random videos of ``--num_frames`` frames at ``--height`` x ``--width`` (DAVIS in
@@ -32,8 +33,10 @@ from evaluation.datasets import EvalDataset, build_dataset
 from evaluation.device import parse_device
 from evaluation.stage_timing import StageTimer
 from evaluation.steady_state import fill_memory_at_start
+from model.registry import is_variant_name
 from model.trackon_predictor import Predictor, get_points_on_a_grid
 from utils.config import ConfigError, load_config
+from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
 
 SEED = 1234
 
@@ -159,8 +162,10 @@ def benchmark(
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark script for Track-On2")
-    parser.add_argument("--config_path", default="./config/test.yaml", help="model config YAML")
-    parser.add_argument("--model_checkpoint_path", default=None, help="checkpoint (default: random weights)")
+    parser.add_argument("--config_path", default=None,
+                        help=f"model config YAML (default: the named variant's configuration, else {DEFAULT_CONFIG})")
+    parser.add_argument("--checkpoint", "--model_checkpoint_path", dest="model_checkpoint_path", default=None,
+                        help=f"{CHECKPOINT_HELP} (default: random weights)")
     parser.add_argument("--davis_path", default=None, help="TAP-Vid DAVIS pickle (default: random clips)")
     parser.add_argument("--N_sqrt", type=int, default=8, help="queries form an N_sqrt x N_sqrt grid")
     parser.add_argument("--memory_size", type=int, default=24, help="inference memory size M_i")
@@ -178,7 +183,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     for flag in ("config_path", "model_checkpoint_path", "davis_path"):
         value = getattr(args, flag)
-        if value is not None and not Path(value).is_file():
+        if value is not None and not Path(value).is_file() and not (flag == "model_checkpoint_path"
+                                                                    and is_variant_name(value)):
             parser.error(f"--{flag}: file not found: {value}")
     if args.N_sqrt < 1 or args.memory_size < 1 or min(args.num_frames, args.height, args.width) < 1:
         parser.error("--N_sqrt, --memory_size, --num_frames, --height and --width must be positive")
@@ -213,10 +219,12 @@ def report_lines(result: BenchmarkResult) -> list[str]:
 def build_predictor(args: argparse.Namespace, device: torch.device) -> Predictor:
     """The predictor with ``--support_grid``, inference memory ``--memory_size``; bad input raises ValueError."""
     try:
-        model_args = load_config(args.config_path)
+        if args.model_checkpoint_path is None:
+            model_args, checkpoint = load_config(args.config_path or DEFAULT_CONFIG), None
+        else:
+            model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.config_path)
         model_args.M_i = args.memory_size
-        predictor = Predictor(model_args, checkpoint_path=args.model_checkpoint_path,
-                              support_grid_size=args.support_grid)
+        predictor = Predictor(model_args, checkpoint_path=checkpoint, support_grid_size=args.support_grid)
     except (ConfigError, RuntimeError) as exc:  # checkpoint and backbone loading errors are RuntimeErrors
         raise ValueError(f"cannot build the predictor: {exc}") from exc
     return predictor.to(device).eval()

@@ -2,6 +2,7 @@
 
     python -m evaluation.eval --model_config_path config/test.yaml --dataset_name davis \
         --dataset_path tapvid_davis.pkl --model_checkpoint_path trackon2.pth [--output_json out.json]
+    python -m evaluation.eval --checkpoint track-on-r --dataset_name davis --dataset_path tapvid_davis.pkl
 
 Also runs under ``torchrun --nproc_per_node=K -m evaluation.eval ...``: videos are split across ranks by index
 and the results are gathered and reported on rank 0. As the reference: inference memory M_i = 24 on DAVIS,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,23 +28,44 @@ from evaluation.evaluator import evaluate
 from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
                                 partial_paths, remove_partials)
 from evaluation.report import accumulate, final_lines, skipped_lines, skipped_videos, write_json
+from model.checkpoint import CheckpointError
+from model.registry import is_variant_name
 from model.trackon_predictor import SUPPORT_GRID_SIZE
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError
 from utils.distributed import DistInfo, cleanup, fix_random_seeds, gather, init_distributed, shard
+from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
 
 SEED = 1234
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+@dataclass
+class EvalConfig:
+    """The evaluation run's settings, from the command line (the model's come from its config and checkpoint)."""
+
+    model_config_path: str | None  # None: the configuration of the variant named by model_checkpoint_path
+    model_checkpoint_path: str  # a checkpoint file or a registry variant name (its cached file once resolved)
+    dataset_name: str
+    dataset_path: str
+    output_json: str | None
+    device: torch.device
+    max_videos: int | None
+    num_workers: int
+    no_progress: bool
+    strict: bool
+
+
+def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     parser = argparse.ArgumentParser(description="Evaluation script for Track-On2")
-    parser.add_argument("--model_config_path", default="./config/test.yaml", help="model config YAML")
+    parser.add_argument("--model_config_path", default=None,
+                        help=f"model config YAML (default: the named variant's configuration, else {DEFAULT_CONFIG})")
     parser.add_argument("--dataset_name", required=True, choices=DATASETS, help="evaluation dataset")
     parser.add_argument(
         "--dataset_path", required=True,
         help="dataset file or folder (point_odyssey: the split folder, e.g. .../test, or the folder holding test/; "
         "dynamic_replica: the folder holding valid/)",
     )
-    parser.add_argument("--model_checkpoint_path", required=True, help="model checkpoint (.pth)")
+    parser.add_argument("--checkpoint", "--model_checkpoint_path", dest="model_checkpoint_path", required=True,
+                        help=CHECKPOINT_HELP)
     parser.add_argument("--output_json", default=None, help="write every per-video and final number here")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--max_videos", type=int, default=None, help="evaluate only the first N videos")
@@ -52,9 +75,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="stop at the first video that cannot be evaluated (after saving the finished ones) "
                              "instead of skipping it")
     args = parser.parse_args(argv)
-    for flag in ("model_config_path", "model_checkpoint_path"):
-        if not Path(getattr(args, flag)).is_file():
-            parser.error(f"--{flag}: file not found: {getattr(args, flag)}")
+    if args.model_config_path is not None and not Path(args.model_config_path).is_file():
+        parser.error(f"--model_config_path: file not found: {args.model_config_path}")
+    if not is_variant_name(args.model_checkpoint_path) and not Path(args.model_checkpoint_path).is_file():
+        parser.error(f"--model_checkpoint_path: file not found: {args.model_checkpoint_path} (--checkpoint takes "
+                     f"{CHECKPOINT_HELP})")
     if not Path(args.dataset_path).exists():
         parser.error(f"--dataset_path: not found: {args.dataset_path}")
     if args.output_json is not None:
@@ -68,7 +93,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.device = parse_device(args.device)
     except ValueError as exc:
         parser.error(f"--device: {exc}")
-    return args
+    return EvalConfig(**vars(args))
 
 
 def rank_device(device: torch.device, ctx: DistInfo) -> torch.device:
@@ -103,16 +128,17 @@ def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device:
 
 
 def prepare(
-    args: argparse.Namespace, device: torch.device
+    args: EvalConfig, device: torch.device
 ) -> tuple[argparse.Namespace, Dataset, torch.nn.Module]:
     """Config (with the DAVIS memory override), dataset and predictor; bad input raises SetupError."""
     try:
-        model_args = load_config(args.model_config_path)
+        model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.model_config_path)
+        args.model_checkpoint_path = str(checkpoint)  # a variant name becomes its file in the hub cache
         rules = benchmark(args.dataset_name)
         if rules.memory_size is not None:
             model_args.M_i = rules.memory_size
         dataset = build_dataset(args.dataset_name, args.dataset_path)
-    except (ConfigError, DatasetFormatError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, DatasetFormatError, FileNotFoundError) as exc:
         raise SetupError(str(exc)) from exc
     if len(dataset) == 0:
         raise SetupError(f"no video found in {args.dataset_path}")
@@ -120,7 +146,7 @@ def prepare(
                                                rules.allow_outside_queries)
 
 
-def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_size: int) -> dict[str, object]:
+def run_info(args: EvalConfig, model_args: argparse.Namespace, world_size: int) -> dict[str, object]:
     """Run settings stored next to the numbers in the JSON output."""
     return {
         "model_config_path": args.model_config_path,
@@ -133,14 +159,14 @@ def run_info(args: argparse.Namespace, model_args: argparse.Namespace, world_siz
     }
 
 
-def resume_settings(args: argparse.Namespace, model_args: argparse.Namespace) -> dict[str, object]:
+def resume_settings(args: EvalConfig, model_args: argparse.Namespace) -> dict[str, object]:
     """What must be unchanged for a rerun to reuse earlier per-video results (paths, weights file, settings)."""
     checkpoint = Path(args.model_checkpoint_path).resolve()
     stat = checkpoint.stat()
     return {
         "dataset_name": args.dataset_name,
         "dataset_path": str(Path(args.dataset_path).resolve()),
-        "model_config_path": str(Path(args.model_config_path).resolve()),
+        "model_config_path": str(Path(args.model_config_path).resolve()) if args.model_config_path else None,
         "model_checkpoint_path": str(checkpoint),
         "checkpoint_size": stat.st_size,
         "checkpoint_mtime_ns": stat.st_mtime_ns,
@@ -150,7 +176,7 @@ def resume_settings(args: argparse.Namespace, model_args: argparse.Namespace) ->
     }
 
 
-def evaluate_shard(args: argparse.Namespace, model_args: argparse.Namespace, dataset: Dataset,
+def evaluate_shard(args: EvalConfig, model_args: argparse.Namespace, dataset: Dataset,
                    predictor: torch.nn.Module, device: torch.device, num_videos: int,
                    ctx: DistInfo) -> list:
     """This rank's results: those saved by an earlier run of the same evaluation, then the newly evaluated ones
@@ -185,7 +211,7 @@ def evaluate_shard(args: argparse.Namespace, model_args: argparse.Namespace, dat
     return reused + fresh
 
 
-def report(args: argparse.Namespace, model_args: argparse.Namespace, results: list, num_videos: int,
+def report(args: EvalConfig, model_args: argparse.Namespace, results: list, num_videos: int,
            world_size: int) -> None:
     """Print the final numbers and the skipped videos, write the JSON; raise EvaluationStopped under --strict."""
     skipped = skipped_videos(results)
@@ -210,7 +236,7 @@ def report(args: argparse.Namespace, model_args: argparse.Namespace, results: li
         raise EvaluationStopped(f"none of the {num_videos} video(s) could be evaluated (reasons above)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: EvalConfig) -> int:
     """Evaluate (this rank's share of) the dataset; rank 0 prints the final numbers and writes the JSON."""
     ctx = init_distributed("cuda" if args.device.type == "cuda" else "cpu")
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -25,17 +25,27 @@ class FeaturePyramid(NamedTuple):
 
 
 class Backbone(nn.Module):
-    def __init__(self, args):
+    def __init__(
+        self,
+        dim: int,
+        input_size: tuple[int, int],
+        vit_backbone: str,
+        vit_upsample_factor: float = 1.0,
+        backbone_config: Mapping[str, Any] | None = None,
+        grad_checkpoint: bool = False,
+        vit_train_mode: bool = False,
+    ):
+        """``dim``: width of the projected tokens; ``input_size``: (H, W) of the frames it receives."""
         super().__init__()
-        self.D = args.D
-        self.H, self.W = args.input_size
+        self.D = dim
+        self.H, self.W = input_size
         self.Hf, self.Wf = self.H // 4, self.W // 4
         self.vit_encoder = ViTAdapter(
-            args.vit_backbone,
-            vit_upsample_factor=args.vit_upsample_factor,
-            backbone_config=getattr(args, "backbone_config", None),
-            with_cp=bool(args.grad_checkpoint),
-            vit_train_mode=bool(getattr(args, "frozen_vit_train_mode", False)),
+            vit_backbone,
+            vit_upsample_factor=vit_upsample_factor,
+            backbone_config=backbone_config,
+            with_cp=grad_checkpoint,
+            vit_train_mode=vit_train_mode,
         )
         width = self.vit_encoder.embed_dim
         self.projections = nn.ModuleList([nn.Sequential(nn.Linear(width, self.D)) for _ in range(4)])

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from model.registry import get_variant, variant_names
 from utils.errors import one_line
 
-HUB_REPO = "gorkaydemir/track_on2"
-HUB_FILES = {"dinov2": "trackon2_dinov2_checkpoint.pt", "dinov3": "trackon2_dinov3_checkpoint.pt"}
+# Released checkpoint file of every variant name and alias the tools accept (from the registry).
+HUB_FILES = {name: get_variant(name).checkpoint_file for name in variant_names()}
 NESTED_KEYS = ("state_dict", "model", "model_state", "ema_state_dict")
 VIT_PREFIXES = ("backbone.vit_encoder.dinov2.", "backbone.vit_encoder.dinov3.")
 
@@ -135,16 +136,19 @@ def load_state_dict_strict(model: nn.Module, checkpoint: Mapping[str, Any], sour
     model.load_state_dict(state, strict=False)
 
 
-def download_released_checkpoint(family: str) -> Path:
-    """Fetch a released checkpoint (``dinov2`` or ``dinov3``) from the hub, or take it from the local cache."""
-    if family not in HUB_FILES:
-        raise CheckpointError(f"no released checkpoint for {family!r}; expected one of {sorted(HUB_FILES)}")
+def download_released_checkpoint(name: str) -> Path:
+    """A released checkpoint (variant name or alias) from the Hugging Face cache, downloading it if needed."""
+    if name not in HUB_FILES:
+        raise CheckpointError(f"no released checkpoint for {name!r}; expected one of {', '.join(HUB_FILES)}")
+    variant = get_variant(name)
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(HUB_REPO, HUB_FILES[family]))
+        return Path(hf_hub_download(variant.checkpoint_repo, variant.checkpoint_file))
     except Exception as err:
         raise CheckpointError(
-            f"could not fetch {HUB_FILES[family]} from the hub repository {HUB_REPO} ({one_line(err)}). "
-            "Download it by hand and pass its path instead."
+            f"{variant.name}: could not get {variant.checkpoint_file} from the hub repository "
+            f"{variant.checkpoint_repo} or the local cache ({one_line(err)}). Fetch it once with network access "
+            f"(`hf download {variant.checkpoint_repo} {variant.checkpoint_file}`; offline runs then find it with "
+            "HF_HUB_OFFLINE=1), or download it by hand and pass its path instead."
         ) from err

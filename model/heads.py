@@ -47,12 +47,13 @@ class RerankOutput(NamedTuple):
 class RerankModule(nn.Module):
     """Decode each of the K best patches locally, score them, and fold them back into the query."""
 
-    def __init__(self, args, nhead: int = 4):
+    def __init__(self, dim: int, top_k: int, num_layers: int, input_width: int, nhead: int = 4):
+        """``top_k`` candidates decoded by ``num_layers`` local layers; ``input_width``: model input width (px)."""
         super().__init__()
-        self.K = args.K
-        self.D = args.D
-        self.Wf = args.input_size[1] // STRIDE
-        self.local_decoder = nn.ModuleList([DMSMHABlock(self.D, nhead, 4) for _ in range(args.rerank_layer_num)])
+        self.K = top_k
+        self.D = dim
+        self.Wf = input_width // STRIDE
+        self.local_decoder = nn.ModuleList([DMSMHABlock(self.D, nhead, 4) for _ in range(num_layers)])
         self.fusion = MHABlock(self.D, nhead)
         self.fusion_layer = nn.Linear(2 * self.D, self.D)
         self.final_projection_layer = nn.Linear(2 * self.D, self.D)
@@ -83,10 +84,9 @@ class RerankModule(nn.Module):
 class PredictionHead(nn.Module):
     """Refine the coarse patch point with per-layer offsets (each within +-4 px); predict visibility/uncertainty."""
 
-    def __init__(self, args, nhead: int = 4):
+    def __init__(self, dim: int, num_layers: int, nhead: int = 4):
         super().__init__()
-        self.layer_num = args.predicton_head_layer_num
-        dim = args.D
+        self.layer_num = num_layers
         self.offset_transformer = nn.ModuleList([DMSMHABlock(dim, nhead, 4) for _ in range(self.layer_num)])
         self.offset_layer = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2), nn.Tanh())
         self.vis_layer = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))

@@ -9,7 +9,9 @@ its memory (FIFO of length M).
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, fields
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 
 from model.backbone import Backbone, FeaturePyramid
 from model.blocks import MHABlock, SimpleFPN
+from model.config import ModelConfig
 from model.heads import STRIDE, MultiScaleContext, PredictionHead, RerankModule, patch_centres
 from model.inputs import check_queries, check_video
 
@@ -126,23 +129,31 @@ class StepOutput:
 
 
 class TrackOn2(nn.Module):
-    def __init__(self, args, nhead: int = 4):
+    def __init__(self, config: ModelConfig | argparse.Namespace | Mapping[str, Any], nhead: int = 4,
+                 vit_train_mode: bool | None = None):
+        """``config``: a ModelConfig, or a full config namespace / mapping (its model fields are used).
+        ``vit_train_mode`` lets the frozen ViT follow train() as in the reference (default: the namespace's
+        ``frozen_vit_train_mode``, else False)."""
         super().__init__()
-        self.K = args.K
-        self.D = args.D
-        self.M = args.M
-        self.decoder_layer_num = args.decoder_layer_num
-        self.input_size = tuple(args.input_size)
+        if vit_train_mode is None:
+            vit_train_mode = bool(getattr(config, "frozen_vit_train_mode", False))
+        config = ModelConfig.coerce(config)
+        self.K = config.K
+        self.D = config.D
+        self.M = config.M
+        self.decoder_layer_num = config.decoder_layer_num
+        self.input_size = config.input_size
         self.H, self.W = self.input_size
         self.Hf, self.Wf = self.H // STRIDE, self.W // STRIDE
         self.P = self.Hf * self.Wf
         if self.K > self.P:
             raise ValueError(f"K ({self.K}) cannot exceed the number of stride-4 patches ({self.P})")
 
-        self.backbone = Backbone(args)
+        self.backbone = Backbone(self.D, self.input_size, config.vit_backbone, config.vit_upsample_factor,
+                                 config.backbone_config, config.grad_checkpoint, vit_train_mode)
         self.fpn = SimpleFPN(self.D)
-        self.reranking_head = RerankModule(args, nhead)
-        self.prediction_head = PredictionHead(args, nhead)
+        self.reranking_head = RerankModule(self.D, self.K, config.rerank_layer_num, self.W, nhead)
+        self.prediction_head = PredictionHead(self.D, config.predicton_head_layer_num, nhead)
         self.feature_attention = nn.ModuleList([MHABlock(self.D, nhead) for _ in range(self.decoder_layer_num)])
         self.query_attention = nn.ModuleList([MHABlock(self.D, nhead) for _ in range(self.decoder_layer_num)])
         self.memory_attention = nn.ModuleList([MHABlock(self.D, nhead) for _ in range(self.decoder_layer_num)])

@@ -2,10 +2,11 @@
 
 Example::
 
-    from utils.config import load_config
     from model.trackon_predictor import Predictor
 
-    predictor = Predictor(load_config("config/test.yaml"), checkpoint_path="trackon2_dinov3_checkpoint.pt")
+    predictor = Predictor.from_pretrained("trackon2-dinov3", device="cuda")   # or "trackon2-dinov2", "track-on-r"
+    # a config file and a checkpoint file:
+    # Predictor(ModelConfig.from_yaml("config/test.yaml"), checkpoint_path="trackon2_dinov3_checkpoint.pt")
     trajectory, visibility = predictor(video, queries)   # video (1, T, 3, H, W) in 0..255, queries (1, N, 3)
 
     predictor.reset()                                    # streaming: one frame at a time
@@ -26,11 +27,13 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from model.checkpoint import load_state_dict_strict, read_checkpoint
+from model.checkpoint import download_released_checkpoint, load_state_dict_strict, read_checkpoint
+from model.config import ModelConfig
 from model.inputs import InputError, check_pixel_values, check_queries, check_video
 from model.online import OnlineTracker
+from model.registry import get_variant
 from model.trackon import TrackOn2
-from utils.config import config_from_mapping
+from model.vit import BackboneUnavailableError
 
 UNIFORM_GRID_SIZE = 32  # the query grid tracked when a video comes without queries
 SUPPORT_GRID_SIZE = 20  # the reference's support grid, also its evaluation's
@@ -66,25 +69,59 @@ class Predictor(nn.Module):
 
     def __init__(
         self,
-        args: argparse.Namespace | Mapping[str, Any],
+        config: ModelConfig | argparse.Namespace | Mapping[str, Any],
         checkpoint_path: str | Path | None = None,
         support_grid_size: int = SUPPORT_GRID_SIZE,
         allow_outside_queries: bool = False,
     ):
+        """``config``: a ModelConfig or a full config (namespace / mapping of YAML keys; its model fields are used).
+        Without ``checkpoint_path`` the tracker keeps its random initialisation."""
         super().__init__()
-        args = config_from_mapping(args)
-        self.model = TrackOn2(args)
-        if checkpoint_path is not None:
-            load_state_dict_strict(self.model, read_checkpoint(checkpoint_path), source=str(checkpoint_path))
-        if args.M_i != args.M:
-            self.model.memory_extension(args.M_i)
-        self.model.eval()
         if support_grid_size < 0:
             raise ValueError(f"support_grid_size must be >= 0, got {support_grid_size}")
-        self.delta_v = float(args.delta_v)
+        config = ModelConfig.coerce(config)
+        self.config = config
+        self.model = TrackOn2(config)
+        if checkpoint_path is not None:
+            load_state_dict_strict(self.model, read_checkpoint(checkpoint_path), source=str(checkpoint_path))
+        if config.M_i != config.M:
+            self.model.memory_extension(config.M_i)
+        self.model.eval()
+        self.delta_v = float(config.delta_v)
         self.support_grid_size = support_grid_size
         self.allow_outside_queries = allow_outside_queries
         self.reset()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        variant: str,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        M_i: int | None = None,
+        delta_v: float | None = None,
+        support_grid_size: int = 20,
+        allow_outside_queries: bool = False,
+        config_overrides: Mapping[str, Any] | None = None,
+    ) -> "Predictor":
+        """A released tracker by its registry name (``trackon2-dinov2``, ``trackon2-dinov3``, ``track-on-r``).
+
+        The checkpoint and the ViT come from the Hugging Face cache, downloaded on first use; with
+        ``HF_HUB_OFFLINE=1`` only the cache is read. ``M_i`` and ``delta_v`` replace the variant's inference
+        defaults (72 and 0.8); ``config_overrides`` replaces other model fields (for small test models: the
+        checkpoint must then match them).
+        """
+        entry = get_variant(variant)
+        settings = {key: value for key, value in (("M_i", M_i), ("delta_v", delta_v)) if value is not None}
+        config = entry.config.replace(**{**dict(config_overrides or {}), **settings})
+        checkpoint = download_released_checkpoint(entry.name)
+        try:
+            predictor = cls(config, checkpoint_path=checkpoint, support_grid_size=support_grid_size,
+                            allow_outside_queries=allow_outside_queries)
+        except BackboneUnavailableError as err:
+            raise BackboneUnavailableError(f"{entry.name}: {err}") from err
+        return predictor.to(device=device, dtype=dtype)
 
     # ------------------------------------------------------------------------------------------------ helpers
     @property

@@ -7,6 +7,7 @@ differences between DINOv2 and DINOv3 and between transformers 4 and 5 (where th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -14,12 +15,25 @@ import torch.nn as nn
 
 from utils.errors import one_line
 
-HUB_NAMES = {
-    "dinov2_s": "facebook/dinov2-small",
-    "dinov2_b": "facebook/dinov2-base",
-    "dinov3_s": "facebook/dinov3-vits16-pretrain-lvd1689m",
-    "dinov3_s_plus": "facebook/dinov3-vits16plus-pretrain-lvd1689m",
-    "dinov3_b": "facebook/dinov3-vitb16-pretrain-lvd1689m",
+
+@dataclass(frozen=True)
+class VitSpec:
+    """A DINO ViT the adapter can wrap: its hub id and the shapes the adapter depends on."""
+
+    hub_id: str
+    family: str  # 'dinov2' or 'dinov3': the attribute the adapter holds it under (part of the state-dict keys)
+    adapter_heads: int  # attention heads of the adapter's deformable attention (6 for ViT-S, 12 for ViT-B)
+    patch_size: int
+    gated: bool  # the hub requires accepting a licence before downloading
+
+
+# The ViTs a config's ``vit_backbone`` may name (the variants in model/registry.py point here).
+VITS: dict[str, VitSpec] = {
+    "dinov2_s": VitSpec("facebook/dinov2-small", "dinov2", 6, 14, gated=False),
+    "dinov2_b": VitSpec("facebook/dinov2-base", "dinov2", 12, 14, gated=False),
+    "dinov3_s": VitSpec("facebook/dinov3-vits16-pretrain-lvd1689m", "dinov3", 6, 16, gated=True),
+    "dinov3_s_plus": VitSpec("facebook/dinov3-vits16plus-pretrain-lvd1689m", "dinov3", 6, 16, gated=True),
+    "dinov3_b": VitSpec("facebook/dinov3-vitb16-pretrain-lvd1689m", "dinov3", 12, 16, gated=True),
 }
 
 
@@ -29,10 +43,14 @@ class BackboneUnavailableError(RuntimeError):
 
 def vit_family(vit_backbone: str) -> str:
     """'dinov2' or 'dinov3': also the attribute name under which the adapter holds the ViT."""
-    family = vit_backbone.split("_")[0]
-    if family not in ("dinov2", "dinov3") or vit_backbone not in HUB_NAMES:
-        raise ValueError(f"unknown vit_backbone {vit_backbone!r}; expected one of {sorted(HUB_NAMES)}")
-    return family
+    return vit_spec(vit_backbone).family
+
+
+def vit_spec(vit_backbone: str) -> VitSpec:
+    """The table entry of a ``vit_backbone`` name; an unknown name is an error listing the known ones."""
+    if vit_backbone not in VITS:
+        raise ValueError(f"unknown vit_backbone {vit_backbone!r}; expected one of {sorted(VITS)}")
+    return VITS[vit_backbone]
 
 
 def build_vit(vit_backbone: str, backbone_config: Mapping[str, Any] | None = None) -> nn.Module:
@@ -46,15 +64,16 @@ def build_vit(vit_backbone: str, backbone_config: Mapping[str, Any] | None = Non
         config = transformers.AutoConfig.for_model(model_type, **options)
         model = transformers.AutoModel.from_config(config)
     else:
-        name = HUB_NAMES[vit_backbone]
+        spec = vit_spec(vit_backbone)
         try:
-            model = transformers.AutoModel.from_pretrained(name)
+            model = transformers.AutoModel.from_pretrained(spec.hub_id)
         except Exception as err:
             gated = " DINOv3 is gated: accept its licence on the hub page and log in (`hf auth login`)." if (
-                "dinov3" in name) else ""
+                spec.gated) else ""
             raise BackboneUnavailableError(
-                f"could not load the pretrained ViT {name!r} from the Hugging Face hub or the local cache "
-                f"({one_line(err)}).{gated} Offline, run once with network access to fill the cache "
+                f"could not load the pretrained ViT {spec.hub_id!r} from the Hugging Face hub or the local cache "
+                f"({one_line(err)}).{gated} Offline, run once with network access (or `hf download "
+                f"{spec.hub_id}`) to fill the cache "
                 "and set HF_HUB_OFFLINE=1, or give `backbone_config` in the YAML to build a randomly initialised "
                 "ViT (for tests)."
             ) from err

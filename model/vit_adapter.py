@@ -17,7 +17,7 @@ import torch.utils.checkpoint as checkpoint
 
 from model.msda import MultiScaleDeformableAttention
 from model.onednn import linear
-from model.vit import build_vit, run_block, vit_blocks, vit_family, vit_patch_size, vit_prefix_tokens
+from model.vit import build_vit, run_block, vit_blocks, vit_family, vit_patch_size, vit_prefix_tokens, vit_spec
 
 INTERACTION_INDEXES = ((0, 2), (3, 5), (6, 8), (9, 11))
 Shapes = list[tuple[int, int]]
@@ -168,7 +168,7 @@ class ViTAdapter(nn.Module):
         num_blocks = len(vit_blocks(self.vit))
         if num_blocks != 12:
             raise ValueError(f"the adapter interacts with 12 ViT blocks, but the ViT has {num_blocks}")
-        num_heads = 12 if vit_backbone.endswith("_b") else 6
+        num_heads = vit_spec(vit_backbone).adapter_heads
         dim = self.embed_dim
 
         self.level_embed = nn.Parameter(torch.zeros(3, dim))

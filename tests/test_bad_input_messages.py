@@ -103,8 +103,9 @@ def test_demo_unknown_checkpoint_name_lists_the_known_ones(files, tmp_path, caps
     argv = [*files["argv"], "--output_dir", str(tmp_path / "out")]
     argv[argv.index("--checkpoint") + 1] = "dinov4"
     assert demo.main(argv) == 1
-    assert "checkpoint not found: dinov4 (--checkpoint takes a checkpoint file or the name of released weights: " \
-           "dinov2, dinov3)" in _one_error_line(capsys)
+    assert "checkpoint not found: dinov4 (--checkpoint takes a checkpoint file, or the name of released weights " \
+           "from the Hugging Face hub (trackon2-dinov2, trackon2-dinov3, track-on-r, dinov2, dinov3))" \
+           in _one_error_line(capsys)
 
 
 def test_demo_offline_default_checkpoint_names_the_flag(files, tmp_path, capsys, monkeypatch):
@@ -116,7 +117,7 @@ def test_demo_offline_default_checkpoint_names_the_flag(files, tmp_path, capsys,
     del argv[argv.index("--checkpoint"):argv.index("--checkpoint") + 2]
     assert demo.main(argv) == 1
     err = _one_error_line(capsys)
-    assert "the default released dinov2 weights; give a checkpoint file with --checkpoint FILE" in err
+    assert "the default released trackon2-dinov2 weights; give a checkpoint file with --checkpoint FILE" in err
 
 
 @pytest.mark.slow

@@ -42,6 +42,7 @@ from training.logging import TrainingLogger
 from training.queries import sample_queries
 from training.resume_check import changed_settings
 from training.schedule import build_scheduler
+from utils.run_config import RunConfig, TrainingConfig
 
 P_MASK = 0.1
 CLIP_NORM = 1.0
@@ -80,9 +81,10 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
-def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, settings: TrainingConfig) -> torch.optim.AdamW:
     """AdamW over the trainable parameters only (the frozen ViT is left out)."""
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=args.wd)
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
+                             weight_decay=settings.wd)
 
 
 def prepare_batch(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -255,9 +257,11 @@ def resume_run(args: argparse.Namespace, model: nn.Module, optimizer: torch.opti
 
 
 def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | None, stop: StopRequests) -> dict:
-    fix_random_seeds(args.seed + info.rank)
+    run_config = RunConfig.from_namespace(args)
+    settings = run_config.training
+    fix_random_seeds(settings.seed + info.rank)
     start_time = time.time()
-    save_dir = Path(args.model_save_path)
+    save_dir = Path(settings.model_save_path)
     if info.is_main:
         save_dir.mkdir(parents=True, exist_ok=True)
         for path in checkpointing.remove_stale_temporaries(save_dir):
@@ -266,15 +270,15 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
 
     # === Data ===
     loader, sampler = build_train_data(args, info)
-    iters = args.iters_per_epoch if args.iters_per_epoch is not None else sampler.batches_per_pass
-    print(f"Total number of iterations: {iters * args.epoch_num / 1000:.3f}K ({iters} per epoch)")
+    iters = settings.iters_per_epoch if settings.iters_per_epoch is not None else sampler.batches_per_pass
+    print(f"Total number of iterations: {iters * settings.epoch_num / 1000:.3f}K ({iters} per epoch)")
     eval_dataset = load_eval_set(args, info)
 
     # === Model & optimisation ===
-    model = TrackOn2(args).to(info.device)
-    optimizer = build_optimizer(model, args)
-    scheduler = build_scheduler(optimizer, iters, args.epoch_num, args.min_warmup_steps)
-    amp = bool(args.amp) and info.device.type == "cuda"
+    model = TrackOn2(run_config.model, vit_train_mode=settings.frozen_vit_train_mode).to(info.device)
+    optimizer = build_optimizer(model, settings)
+    scheduler = build_scheduler(optimizer, iters, settings.epoch_num, settings.min_warmup_steps)
+    amp = settings.amp and info.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if amp else None
     total, trainable = count_parameters(model)
     print(f"Number of parameters: {total / 10**6:.2f}M")
@@ -283,8 +287,8 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
     run_vars = resume_run(args, model, optimizer, scheduler, scaler)
     best = run_vars["best"]
     first_epoch, start = run_vars["epoch"], min(run_vars["epoch_iteration"], iters)
-    if first_epoch >= args.epoch_num:
-        print(f"Nothing to train: {run_vars['source']} already finished epoch_num={args.epoch_num} epoch(s) "
+    if first_epoch >= settings.epoch_num:
+        print(f"Nothing to train: {run_vars['source']} already finished epoch_num={settings.epoch_num} epoch(s) "
               f"(give a larger --epoch_num to train longer)", file=sys.stderr, flush=True)
 
     if info.distributed:
@@ -316,7 +320,7 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
     epochs_run = 0
     last_scores: dict[str, float] = {}
     try:
-        for epoch in range(first_epoch, args.epoch_num):
+        for epoch in range(first_epoch, settings.epoch_num):
             if max_epochs_per_run is not None and epochs_run >= max_epochs_per_run:
                 print(f"Stopping after {epochs_run} epoch(s) in this run (resume with the same command)")
                 break
@@ -328,7 +332,7 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
 
             if info.is_main:
                 last_scores = evaluator(model)
-                print(f"Evaluation ({args.eval_dataset}) epoch {epoch}: AJ {last_scores['aj']:.2f}, "
+                print(f"Evaluation ({run_config.data.eval_dataset}) epoch {epoch}: AJ {last_scores['aj']:.2f}, "
                       f"OA {last_scores['oa']:.2f}, delta_avg {last_scores['delta_avg']:.2f}")
                 logger.log_evaluation(epoch, {k: last_scores[k] for k in ("aj", "oa", "delta_avg")})
                 improved = checkpointing.update_best(best, last_scores, epoch)

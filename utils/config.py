@@ -15,7 +15,9 @@ from typing import Any, Mapping
 
 import yaml
 
-VIT_BACKBONES = ("dinov2_s", "dinov2_b", "dinov3_s", "dinov3_s_plus", "dinov3_b")
+from model.vit import VITS
+
+VIT_BACKBONES = tuple(VITS)
 FRAME_SAMPLINGS = ("uniform", "random", "uniform_mixed")
 EVAL_DATASETS = ("davis", "rgb_stacking", "kinetics", "robotap")
 # Hugging Face model types of the ViT families (vit_backbone's prefix) a backbone_config may describe.
@@ -137,6 +139,10 @@ def _check_backbone_config(backbone: Mapping[str, Any], vit_backbone: str, sourc
     if model_type != wanted:
         raise ConfigError(f"{source}: backbone_config model_type {model_type!r} does not fit vit_backbone "
                           f"{vit_backbone!r} (expected {wanted!r})")
+    patch_size = backbone.get("patch_size", VITS[vit_backbone].patch_size)
+    if patch_size != VITS[vit_backbone].patch_size:
+        raise ConfigError(f"{source}: backbone_config patch_size {patch_size!r} does not fit vit_backbone "
+                          f"{vit_backbone!r} (its patches are {VITS[vit_backbone].patch_size} px)")
     import inspect
 
     import transformers

@@ -1,4 +1,4 @@
-"""The model options shared by the interactive front ends (config, checkpoint, device, AMP) and building the model."""
+"""Model options shared by the front ends and the evaluation CLIs (config, checkpoint or variant name, device, AMP)."""
 
 from __future__ import annotations
 
@@ -8,51 +8,64 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import HUB_FILES, CheckpointError, download_released_checkpoint
+from model.checkpoint import CheckpointError, download_released_checkpoint
+from model.registry import default_variant, get_variant, is_variant_name, variant_names
 from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor
-from model.vit import vit_family
-from utils.config import load_config
+from utils.config import config_from_mapping, load_config
 
 RANDOM_WEIGHTS = "none"
+DEFAULT_CONFIG = "config/test.yaml"
+CHECKPOINT_HELP = (f"a checkpoint file, or the name of released weights from the Hugging Face hub "
+                   f"({', '.join(variant_names())})")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="config/test.yaml", help="model config (YAML)")
+    parser.add_argument("--config", default=None,
+                        help=f"model config (YAML) (default: the named variant's configuration, else {DEFAULT_CONFIG})")
     parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file, 'dinov2' / 'dinov3' for the released weights from the hub, or 'none' "
-                             "for random weights (needs a config with backbone_config; for tests) (default: the "
-                             "released weights matching the config's vit_backbone)")
+                        help=f"{CHECKPOINT_HELP}, or 'none' for random weights (needs a config with backbone_config; "
+                             "for tests) (default: the released weights matching the config's vit_backbone)")
     parser.add_argument("--support_grid_size", type=int, default=SUPPORT_GRID_SIZE)
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
 
 
 def resolve_checkpoint(name: str | None, vit_backbone: str) -> Path | None:
-    """A checkpoint file from a --checkpoint value: the file itself, the released weights it names (or that match
-    the config), or None for ``none`` (random weights)."""
+    """A checkpoint file from a --checkpoint value: the file itself, the released weights of the variant it names
+    (or of the default variant for the config's ViT), or None for ``none`` (random weights)."""
     if name == RANDOM_WEIGHTS:
         return None
-    if name is not None and name not in HUB_FILES:
+    if name is not None and not is_variant_name(name):
         if not Path(name).exists():
-            raise CheckpointError(f"checkpoint not found: {name} (--checkpoint takes a checkpoint file or the name "
-                                  f"of released weights: {', '.join(sorted(HUB_FILES))})")
+            raise CheckpointError(f"checkpoint not found: {name} (--checkpoint takes {CHECKPOINT_HELP})")
         return Path(name)
-    family = name or vit_family(vit_backbone)
+    variant = name or default_variant(vit_backbone)
     try:
-        return download_released_checkpoint(family)
+        return download_released_checkpoint(variant)
     except CheckpointError as err:
-        raise CheckpointError(f"{err} (the {'default ' if name is None else ''}released {family} weights; "
+        raise CheckpointError(f"{err} (the {'default ' if name is None else ''}released {variant} weights; "
                               "give a checkpoint file with --checkpoint FILE)") from err
+
+
+def load_model_options(checkpoint: str | None, config_path: str | None) -> tuple[argparse.Namespace, Path | None]:
+    """The config and checkpoint file named by --config / --checkpoint. Without --config, a variant name brings its
+    own configuration from the registry; anything else uses ``DEFAULT_CONFIG``."""
+    if config_path is not None:
+        config = load_config(config_path)
+    elif checkpoint is not None and is_variant_name(checkpoint):
+        config = config_from_mapping(get_variant(checkpoint).config.to_dict())
+    else:
+        config = load_config(DEFAULT_CONFIG)
+    return config, resolve_checkpoint(checkpoint, config.vit_backbone)
 
 
 def build_predictor(args: argparse.Namespace) -> Predictor:
     """Load the config and weights named by the model options, on ``args.device``."""
-    config = load_config(args.config)
-    if args.checkpoint == RANDOM_WEIGHTS and getattr(config, "backbone_config", None) is None:
+    config, checkpoint = load_model_options(args.checkpoint, args.config)
+    if args.checkpoint == RANDOM_WEIGHTS and config.backbone_config is None:
         raise CheckpointError("--checkpoint none builds random weights and needs a config with backbone_config "
-                              f"({args.config} has none)")
-    predictor = Predictor(config, checkpoint_path=resolve_checkpoint(args.checkpoint, config.vit_backbone),
-                          support_grid_size=args.support_grid_size)
+                              f"({args.config or DEFAULT_CONFIG} has none)")
+    predictor = Predictor(config, checkpoint_path=checkpoint, support_grid_size=args.support_grid_size)
     return predictor.to(args.device)
 
 
