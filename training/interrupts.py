@@ -1,8 +1,9 @@
 """SIGINT (Ctrl-C) and SIGTERM (cluster pre-emption, torchrun shutting down) end training cleanly.
 
 The first signal only raises a flag: the trainer finishes the current iteration, saves a checkpoint and stops with
-``TrainingInterrupted``. The same signal a second time stops at once. (Ctrl-C under torchrun delivers SIGINT from
-the terminal and then SIGTERM from the agent; that pair still saves.) Under torchrun every rank agrees on the flag
+``TrainingInterrupted``. A second Ctrl-C (SIGINT) stops at once; a repeated SIGTERM is ignored, since schedulers and
+a dying torchrun agent may send it more than once and the save must not be cut short. (Ctrl-C under torchrun
+delivers SIGINT from the terminal and then SIGTERM from the agent; that pair still saves.) Under torchrun every rank agrees on the flag
 each iteration, so all ranks stop after the same iteration.
 """
 
@@ -46,13 +47,13 @@ class StopRequests:
         self._previous.clear()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
-        if number == self.signal_number:
+        if number == self.signal_number == signal.SIGINT:
             raise KeyboardInterrupt
         if self.signal_number:
             return
         self.signal_number = number
         print(f"\n{signal.Signals(number).name} received: finishing the current iteration to save a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
+              "(Ctrl-C again stops at once)", file=sys.stderr, flush=True)
 
     def agreed(self, device: torch.device, distributed: bool) -> int:
         """The signal number if any rank was asked to stop (0 otherwise), the same on every rank."""
