@@ -14,16 +14,25 @@ def point_colours(count: int, seed: int = 0) -> np.ndarray:
     return np.array([[int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.9, 1.0)] for h in hues], dtype=np.uint8)
 
 
-def draw_disc(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray) -> None:
+def _disc_window(frame: np.ndarray, x: float, y: float, radius: int):
+    """The frame window around (x, y) clipped to the image and each pixel's squared distance to the centre, or None
+    when the disc lies wholly outside the frame."""
     height, width = frame.shape[:2]
     cx, cy = int(round(x)), int(round(y))
     y0, y1 = max(cy - radius, 0), min(cy + radius + 1, height)
     x0, x1 = max(cx - radius, 0), min(cx + radius + 1, width)
     if y0 >= y1 or x0 >= x1:
-        return
+        return None
     yy, xx = np.mgrid[y0:y1, x0:x1]
-    inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
-    frame[y0:y1, x0:x1][inside] = colour
+    return frame[y0:y1, x0:x1], (yy - cy) ** 2 + (xx - cx) ** 2
+
+
+def draw_disc(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray) -> None:
+    """A filled disc (visible points)."""
+    window = _disc_window(frame, x, y, radius)
+    if window is not None:
+        pixels, distance = window
+        pixels[distance <= radius**2] = colour
 
 
 def draw_frame(frame: np.ndarray, recent_tracks: np.ndarray, recent_visibility: np.ndarray, colours: np.ndarray,
@@ -56,15 +65,10 @@ def position_colours(points: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def draw_ring(frame: np.ndarray, x: float, y: float, radius: int, colour: np.ndarray, width: int = 2) -> None:
     """A circle outline ``width`` pixels thick (occluded points)."""
-    height, frame_width = frame.shape[:2]
-    cx, cy = int(round(x)), int(round(y))
-    y0, y1 = max(cy - radius, 0), min(cy + radius + 1, height)
-    x0, x1 = max(cx - radius, 0), min(cx + radius + 1, frame_width)
-    if y0 >= y1 or x0 >= x1:
-        return
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    distance = (yy - cy) ** 2 + (xx - cx) ** 2
-    frame[y0:y1, x0:x1][(distance <= radius**2) & (distance > (radius - width) ** 2)] = colour
+    window = _disc_window(frame, x, y, radius)
+    if window is not None:
+        pixels, distance = window
+        pixels[(distance <= radius**2) & (distance > (radius - width) ** 2)] = colour
 
 
 class TrailRenderer:
