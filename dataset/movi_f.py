@@ -15,7 +15,7 @@ Item (``dataset[i]``), the reference's 4-tuple:
 
 from __future__ import annotations
 
-import argparse
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -40,22 +40,35 @@ class MoviFBase(Dataset):
 
     def __init__(
         self,
-        args: argparse.Namespace,
+        data_root: str | None,
+        T: int,
+        N: int,
+        input_size: Sequence[int],
+        frame_sampling: str = "uniform",
+        frame_sample_ratio: float = 1.0,
+        random_frames_sorted: bool = True,
         use_augs: bool = True,
         photometric_augs: bool = True,
         aug_params: AugmentParams = AugmentParams(),
     ) -> None:
         super().__init__()
-        self.data_root = args.movi_f_root
-        self.seq_len = self.T = int(args.T)
-        self.traj_per_sample = self.N = int(args.N)
-        self.crop_size = (int(args.input_size[0]), int(args.input_size[1]))
-        self.frame_sampling = args.frame_sampling
-        self.frame_sample_ratio = float(args.frame_sample_ratio)
-        self.random_frames_sorted = bool(getattr(args, "random_frames_sorted", True))
+        self.data_root = data_root
+        self.seq_len = self.T = int(T)
+        self.traj_per_sample = self.N = int(N)
+        self.crop_size = (int(input_size[0]), int(input_size[1]))
+        self.frame_sampling = frame_sampling
+        self.frame_sample_ratio = float(frame_sample_ratio)
+        self.random_frames_sorted = bool(random_frames_sorted)
         self.use_augs = use_augs
         self.photometric_augs = photometric_augs
         self.aug_params = aug_params
+
+    @classmethod
+    def from_config(cls, config: Any, **options: Any) -> "MoviFBase":
+        """Built from a training config (namespace with the reference's key names); ``options`` are the augmentation
+        switches of ``__init__``."""
+        return cls(config.movi_f_root, config.T, config.N, config.input_size, config.frame_sampling,
+                   config.frame_sample_ratio, getattr(config, "random_frames_sorted", True), **options)
 
     def load_clip(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """uint8 (T, H, W, 3) frames, float (T, N, 2) tracks and bool (T, N) visibility of ``T`` sampled frames."""
@@ -115,14 +128,8 @@ class MoviFBase(Dataset):
 class MoviFLarge(MoviFBase):
     """The MOVi-F folder reader (one sub-folder per sample, sorted by name)."""
 
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        use_augs: bool = True,
-        photometric_augs: bool = True,
-        aug_params: AugmentParams = AugmentParams(),
-    ) -> None:
-        super().__init__(args, use_augs, photometric_augs, aug_params)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         if self.data_root is None:
             raise DatasetFormatError("movi_f_root", "not set in the config")
         self.root = require_dir(self.data_root, "MOVi-F root")

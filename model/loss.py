@@ -1,11 +1,13 @@
 """The seven training losses of Track-On2 (SPEC 12), in the reference's order.
 
-``LossFunction(args)(out, gt_tracks, gt_visibility, query_times)`` returns a dict from each name of
+``LossFunction.from_config(args)(out, gt_tracks, gt_visibility, query_times)`` returns a dict from each name of
 ``LOSS_NAMES`` to its scalar loss, in that order; the sum of its values is the training objective. Ground truth is in
 model-input pixels; logits are evaluated in at least float32 (as the reference does under mixed precision).
 """
 
 from __future__ import annotations
+
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -33,12 +35,22 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 
 class LossFunction(nn.Module):
-    def __init__(self, args):
+    """The training losses for a model of input size ``input_size`` (H, W).
+
+    ``empty_mask_loss`` is "zero" (ours: a term over an empty mask is 0) or "nan" (the reference's behaviour).
+    """
+
+    def __init__(self, input_size: Sequence[int], lambda_patch_cls: float = 3.0, empty_mask_loss: str = "zero"):
         super().__init__()
-        self.H, self.W = args.input_size
+        self.H, self.W = (int(size) for size in input_size)
         self.Wf, self.Hf = self.W // STRIDE, self.H // STRIDE
-        self.lambda_patch_cls = float(args.lambda_patch_cls)
-        self.nan_when_empty = getattr(args, "empty_mask_loss", "zero") == "nan"
+        self.lambda_patch_cls = float(lambda_patch_cls)
+        self.nan_when_empty = empty_mask_loss == "nan"
+
+    @classmethod
+    def from_config(cls, config: Any) -> "LossFunction":
+        """Built from a config namespace (or any object) with the reference's key names."""
+        return cls(config.input_size, config.lambda_patch_cls, getattr(config, "empty_mask_loss", "zero"))
 
     def forward(
         self,

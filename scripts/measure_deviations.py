@@ -34,7 +34,7 @@ def training_losses(model: TrackOn2, args, video, tracks, visibility, seed: int 
     torch.manual_seed(seed)
     queries = sample_queries(tracks, visibility)
     out = model(video, queries, p_mask=0.1)
-    terms = LossFunction(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
+    terms = LossFunction.from_config(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
                                 queries[..., 0].long())
     return [t.item() for t in terms.values()]
 
@@ -51,7 +51,7 @@ def frozen_vit(root: Path) -> None:
         args = tiny_config(frozen_vit_train_mode=switch, **base)
         torch.manual_seed(0)
         model = TrackOn2(args).train()
-        data = MoviFLarge(args)
+        data = MoviFLarge.from_config(args)
         totals[switch] = [sum(training_losses(model, args, *batch(data, i), seed=i)) for i in range(3)]
         frames = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
@@ -73,7 +73,7 @@ def random_frames(root: Path) -> None:
                            random_frames_sorted=switch)
         torch.manual_seed(0)
         model = TrackOn2(args).train()
-        data = MoviFLarge(args)
+        data = MoviFLarge.from_config(args)
         loss = [sum(training_losses(model, args, *batch(data, i), seed=i)) for i in range(3)]
         print(f"  random_frames_sorted={switch}: T=48 of 96 frames: mean |frame step| {np.mean(gaps):.2f}, "
               f"backward steps {np.mean(backwards):.1%}; tiny model total loss of 3 clips {np.round(loss, 4).tolist()}")
@@ -84,7 +84,7 @@ def empty_mask(root: Path) -> None:
         args = tiny_config(movi_f_root=str(root), T=8, N=16, empty_mask_loss=mode)
         torch.manual_seed(0)
         model = TrackOn2(args).train()
-        video, tracks, visibility = batch(MoviFLarge(args))
+        video, tracks, visibility = batch(MoviFLarge.from_config(args))
         visibility = torch.zeros_like(visibility)
         visibility[:, 0] = True  # every point seen on its query frame only
         terms = training_losses(model, args, video, tracks, visibility)
@@ -92,7 +92,7 @@ def empty_mask(root: Path) -> None:
         torch.manual_seed(0)
         queries = sample_queries(tracks, visibility)
         out = model(video, queries, p_mask=0.1)
-        loss = sum(LossFunction(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
+        loss = sum(LossFunction.from_config(args)(out, scale_tracks(tracks, video, args.input_size), visibility,
                                        queries[..., 0].long()).values())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -124,7 +124,7 @@ def logged_total(root: Path) -> None:
     args = tiny_config(movi_f_root=str(root), T=8, N=16)
     torch.manual_seed(0)
     model = TrackOn2(args).train()
-    data = MoviFLarge(args)
+    data = MoviFLarge.from_config(args)
     for i in range(3):
         terms = dict(zip(LOSS_NAMES, training_losses(model, args, *batch(data, i), seed=i)))
         print(f"  clip {i}: sum {logged_values(terms, 'sum')[1]:.4f}, reference formula "

@@ -46,7 +46,7 @@ def test_inputs_are_not_modified(golden, golden_model):
 
 def test_losses_match_reference(golden, golden_config):
     inputs = golden["loss_inputs"]
-    losses = LossFunction(golden_config)(golden["forward"], inputs["gt_tracks"], inputs["gt_visibility"],
+    losses = LossFunction.from_config(golden_config)(golden["forward"], inputs["gt_tracks"], inputs["gt_visibility"],
                                           inputs["query_times"])
     assert list(losses) == ["L_p", "L_p2", "L_vis", "L_o", "L_u", "L_topk_u", "L_topk_rank"]
     for name, value in losses.items():

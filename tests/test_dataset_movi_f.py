@@ -39,7 +39,7 @@ def colours_at(video: np.ndarray, tracks: np.ndarray) -> np.ndarray:
 
 
 def test_round_trip_without_augmentation(movi_root) -> None:
-    dataset = MoviFLarge(make_args(movi_root, N=200), use_augs=False)
+    dataset = MoviFLarge.from_config(make_args(movi_root, N=200), use_augs=False)
     assert len(dataset) == 2
     rgbs, trajs, visibles, k = dataset.sample(1, np.random.default_rng(0))
     clip = generate_clip(11, **CLIP)
@@ -76,7 +76,7 @@ def test_spatial_augmentation_keeps_tracks_on_their_pixels(flip) -> None:
 
 def test_augmented_samples_are_consistent_in_time(movi_root) -> None:
     """End to end with photometric augmentations off: a visible track keeps its colour over the clip."""
-    dataset = MoviFLarge(make_args(movi_root, input_size=[64, 96]), photometric_augs=False)
+    dataset = MoviFLarge.from_config(make_args(movi_root, input_size=[64, 96]), photometric_augs=False)
     errors = []
     for seed in range(4):
         rgbs, trajs, visibles, k = dataset.sample(seed % 2, np.random.default_rng(seed))
@@ -90,7 +90,7 @@ def test_augmented_samples_are_consistent_in_time(movi_root) -> None:
 
 def test_full_augmentation_sample_format(movi_root) -> None:
     """Pixels stay in [0, 255] whatever the thread count (one thread rounds the resizing differently)."""
-    dataset = MoviFLarge(make_args(movi_root, T=8, N=16, input_size=[64, 64], frame_sample_ratio=1.0))
+    dataset = MoviFLarge.from_config(make_args(movi_root, T=8, N=16, input_size=[64, 64], frame_sample_ratio=1.0))
     samples = []
     for threads in (1, 2):  # conftest's restore_torch_globals restores the count after the test
         torch.set_num_threads(threads)
@@ -141,7 +141,7 @@ def test_track_selection_rules() -> None:
 
 
 def test_determinism(movi_root) -> None:
-    dataset = MoviFLarge(make_args(movi_root, T=6, N=8, input_size=[64, 64]))
+    dataset = MoviFLarge.from_config(make_args(movi_root, T=6, N=8, input_size=[64, 64]))
     a = dataset.sample(0, np.random.default_rng(3))
     b = dataset.sample(0, np.random.default_rng(3))
     assert all(torch.equal(x, y) for x, y in zip(a[:3], b[:3])) and a[3] == b[3]
@@ -153,7 +153,7 @@ def test_determinism(movi_root) -> None:
 
 
 def test_seeded_loader_with_workers(movi_root) -> None:
-    dataset = MoviFLarge(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
+    dataset = MoviFLarge.from_config(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
     runs = []
     for _ in range(2):
         sampler = EpochSampler(len(dataset), batch_size=2, seed=5)
@@ -164,7 +164,7 @@ def test_seeded_loader_with_workers(movi_root) -> None:
 
 
 def test_distributed_sampler_shards(movi_root) -> None:
-    dataset = MoviFLarge(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
+    dataset = MoviFLarge.from_config(make_args(movi_root, T=4, N=8, input_size=[64, 64]))
     shards = []
     for rank in range(2):
         sampler = EpochSampler(len(dataset), batch_size=1, seed=0, rank=rank, world_size=2)
@@ -175,9 +175,9 @@ def test_distributed_sampler_shards(movi_root) -> None:
 
 def test_missing_root(tmp_path) -> None:
     with pytest.raises(DatasetFormatError, match="does not exist"):
-        MoviFLarge(make_args(tmp_path / "nope"))
+        MoviFLarge.from_config(make_args(tmp_path / "nope"))
     with pytest.raises(DatasetFormatError, match="no sample folders"):
-        MoviFLarge(make_args(tmp_path))
+        MoviFLarge.from_config(make_args(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -212,7 +212,7 @@ def test_malformed_samples(tmp_path, breakage, message) -> None:
         for frame in (folder / "frames").iterdir():
             frame.unlink()
         (folder / "frames").rmdir()
-    dataset = MoviFLarge(make_args(tmp_path, T=4, N=8, input_size=[64, 64]), use_augs=False)
+    dataset = MoviFLarge.from_config(make_args(tmp_path, T=4, N=8, input_size=[64, 64]), use_augs=False)
     with pytest.raises(DatasetFormatError, match=message) as info:
         dataset.sample(0, np.random.default_rng(0))
     assert str(tmp_path) in str(info.value)

@@ -90,7 +90,7 @@ def test_training_step_reaches_adapter_but_not_the_frozen_vit():
     queries = torch.tensor([[[0, 10.0, 20.0], [1, 40.0, 30.0]]])
     out = model(video, queries)
     tracks = torch.rand(1, 4, 2, 2) * torch.tensor([96.0, 64.0])
-    losses = LossFunction(tiny_config())(out, tracks, torch.ones(1, 4, 2, dtype=torch.bool), queries[..., 0].long())
+    losses = LossFunction.from_config(tiny_config())(out, tracks, torch.ones(1, 4, 2, dtype=torch.bool), queries[..., 0].long())
     sum(losses.values()).backward()
     vit = model.backbone.vit_encoder.dinov2
     assert all(p.grad is None and not p.requires_grad for p in vit.parameters())

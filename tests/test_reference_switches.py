@@ -76,7 +76,7 @@ def test_movi_f_reader_follows_random_frames_sorted(tmp_path, switch):
     write_movi_f(tmp_path, 1, seed=0, num_frames=24, height=80, width=112, num_points=12)
     args = tiny_config(movi_f_root=str(tmp_path), T=6, N=8, frame_sampling="random", frame_sample_ratio=3.0,
                        random_frames_sorted=switch)
-    dataset = MoviFLarge(args)
+    dataset = MoviFLarge.from_config(args)
     tracks, visible = dataset.read_annotation(0)
     _, clip_tracks, _ = dataset.load_clip(0, np.random.default_rng(11))
     chosen = sample_frame_indices(24, 6, "random", 3.0, np.random.default_rng(11), sort_random=switch)
@@ -100,8 +100,8 @@ def _loss_inputs(size=(32, 32), frames=3, num=2, k=2, layers=2):
 
 
 def test_empty_mask_loss_zero_or_nan_as_the_reference():
-    ours = LossFunction(tiny_config(input_size=[32, 32]))(*_loss_inputs())
-    reference = LossFunction(tiny_config(input_size=[32, 32], empty_mask_loss="nan"))(*_loss_inputs())
+    ours = LossFunction.from_config(tiny_config(input_size=[32, 32]))(*_loss_inputs())
+    reference = LossFunction.from_config(tiny_config(input_size=[32, 32], empty_mask_loss="nan"))(*_loss_inputs())
     point_terms = ("L_p", "L_p2", "L_o", "L_topk_rank")  # averages over visible points after the query
     for name, a in ours.items():
         b = reference[name]
@@ -184,7 +184,7 @@ def test_patch_scores_are_divided_by_the_temperature_in_their_own_dtype():
     out, tracks, visibility, query_times = _loss_inputs()
     visibility[:] = True
     out["C1"] = (out["C1"] * 0.3).half()
-    loss_fn = LossFunction(tiny_config(input_size=[32, 32]))
+    loss_fn = LossFunction.from_config(tiny_config(input_size=[32, 32]))
     targets = loss_fn.patch_indices(tracks).flatten()
     expected = torch.nn.functional.cross_entropy((out["C1"].flatten(0, 2) / 0.05).float(), targets,
                                                  reduction="none")

@@ -158,12 +158,12 @@ def test_overfitting_one_clip_drives_the_loss_down(data):
 
     torch.manual_seed(0)
     args = _config(data, data["root"] / "unused", lr=1e-3)
-    video, tracks, visibility, k = MoviFLarge(args, use_augs=False)[0]
+    video, tracks, visibility, k = MoviFLarge.from_config(args, use_augs=False)[0]
     video, tracks, visibility = video[None], tracks[None, :, :k], visibility[None, :, :k]
     model = TrackOn2(args)
     optimizer = build_optimizer(model, args)
     iterations = 20
-    state = TrainState(model, optimizer, build_scheduler(optimizer, iterations, 1), None, LossFunction(args),
+    state = TrainState(model, optimizer, build_scheduler(optimizer, iterations, 1), None, LossFunction.from_config(args),
                        torch.device("cpu"), amp=False)
     losses = [train_step(state, video, tracks, visibility, args.input_size).loss for _ in range(iterations)]
     print("overfit losses:", " ".join(f"{loss:.2f}" for loss in losses))

@@ -104,7 +104,7 @@ def test_a_resumed_epoch_gets_the_same_batches_with_any_number_of_workers(data, 
     from utils.config import load_config
 
     args = load_config(data["config"], movi_f_root=str(data["movi"]))
-    dataset = MoviFLarge(args)
+    dataset = MoviFLarge.from_config(args)
 
     def batches(start: int, iters: int, num_workers: int, epoch: int = 1) -> list:
         sampler = EpochSampler(len(dataset), 1, args.seed)

@@ -198,7 +198,7 @@ def train_one_epoch(state: TrainState, loader: DataLoader, epoch: int, start: in
 
 def build_train_data(args: argparse.Namespace, info: DistInfo) -> tuple[DataLoader, EpochSampler]:
     """The training DataLoader and its resumable sampler (set its position before each epoch)."""
-    dataset = MoviFLarge(args)
+    dataset = MoviFLarge.from_config(args)
     sampler = EpochSampler(len(dataset), args.bs, args.seed, info.rank, info.world_size)
     if sampler.batches_per_pass == 0:
         raise ValueError(f"{args.movi_f_root}: fewer samples ({len(dataset)}) than processes x batch size "
@@ -296,7 +296,7 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
         model_for_training = DistributedDataParallel(model, find_unused_parameters=False, **ddp_kwargs)
     else:
         model_for_training = model
-    state = TrainState(model_for_training, optimizer, scheduler, scaler, LossFunction(args), info.device, amp,
+    state = TrainState(model_for_training, optimizer, scheduler, scaler, LossFunction.from_config(args), info.device, amp,
                        iteration=run_vars["iteration"])
     evaluator = None
     if info.is_main:
