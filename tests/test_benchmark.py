@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,10 +51,17 @@ def test_benchmark_counts_only_timed_clips() -> None:
     assert result.peak_memory_bytes > 0 and result.peak_memory_kind.startswith("process_peak_rss")
 
 
+
+def _tiny_config_file(folder: Path) -> Path:
+    """The tests' tiny random-weight model configuration written as YAML."""
+    config = folder / "tiny.yaml"
+    config.write_text(yaml.safe_dump(vars(tiny_config())))
+    return config
+
+
 @pytest.mark.slow
 def test_command_line_writes_json(tmp_path, capsys) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(vars(tiny_config())))
+    config = _tiny_config_file(tmp_path)
     output = tmp_path / "bench.json"
     argv = ["--config_path", str(config), "--N_sqrt", "2", "--memory_size", "8", "--num_clips", "2",
             "--warmup", "1", "--num_frames", "3", "--height", "48", "--width", "64", "--device", "cpu",
@@ -75,8 +83,7 @@ def test_command_line_rejects_bad_arguments(capsys) -> None:
 
 
 def test_command_line_on_davis_file(tmp_path, capsys) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(vars(tiny_config())))
+    config = _tiny_config_file(tmp_path)
     davis = write_tapvid_davis(tmp_path / "davis.pkl", 2, seed=0, num_frames=3, height=32, width=32, num_points=4)
     argv = ["--config_path", str(config), "--davis_path", str(davis), "--N_sqrt", "2", "--num_clips", "2",
             "--warmup", "1", "--device", "cpu"]  # fmt: skip
@@ -94,8 +101,7 @@ def test_command_line_rejects_unusable_device(capsys) -> None:
 
 
 def test_batches_stages_and_full_memory_from_the_command_line(tmp_path, capsys) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(vars(tiny_config())))
+    config = _tiny_config_file(tmp_path)
     output = tmp_path / "bench.json"
     argv = ["--config_path", str(config), "--N_sqrt", "2", "--memory_size", "6", "--num_clips", "2",
             "--warmup", "1", "--num_frames", "2", "--height", "48", "--width", "64", "--device", "cpu",
