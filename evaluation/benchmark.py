@@ -12,7 +12,8 @@ counted. Model-only time is the predictor call (CUDA events on GPU); end-to-end 
 clip to the device, building the queries and bringing the outputs back to the host. ``--stages`` adds the mean
 milliseconds per step of each stage (hooks around the model's sub-calls; on CUDA each boundary synchronises, so
 leave it off for frames/s). ``--full_memory`` starts every stream with a full memory (steady state) instead of
-an empty one. Peak memory is torch.cuda.max_memory_allocated on CUDA and the process's peak resident set on CPU.
+an empty one. ``--amp`` runs the model under bfloat16 autocast. Peak memory is torch.cuda.max_memory_allocated on
+CUDA and the process's peak resident set on CPU.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class BenchmarkResult:
     end_to_end_fps: float
     peak_memory_bytes: int
     peak_memory_kind: str
+    amp: bool = False
     stage_ms_per_step: dict[str, float] | None = None
 
 
@@ -109,11 +111,13 @@ def benchmark(
     device: torch.device,
     warmup: int = 2,
     stages: bool = False,
+    amp: bool = False,
 ) -> BenchmarkResult:
     """Time ``predictor`` on every clip (the first ``warmup`` ones uncounted) and record the peak memory.
 
     Clips are (B, T, 3, H, W): B streams tracked together; frames/s counts B * T frames per clip. With
-    ``stages`` the timed clips also report milliseconds per step for each stage of ``evaluation.stage_timing``.
+    ``stages`` the timed clips also report milliseconds per step for each stage of ``evaluation.stage_timing``;
+    with ``amp`` the model runs under bfloat16 autocast.
     """
     frames = steps = 0
     batch = 1
@@ -131,7 +135,7 @@ def benchmark(
         video = clip.to(device, non_blocking=True)
         batch, num_frames, _, height, width = video.shape
         queries = grid_queries(grid_size, height, width, device).expand(batch, -1, -1)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             start_model()
             trajectory, visibility = predictor(video, queries)
             iteration_model_ms = stop_model()
@@ -156,6 +160,7 @@ def benchmark(
         end_to_end_fps=frames / (e2e_ms / 1000.0) if e2e_ms > 0 else float("nan"),
         peak_memory_bytes=memory.peak_bytes(device),
         peak_memory_kind=peak_kind,
+        amp=amp,
         stage_ms_per_step=timer.per_frame_ms(steps) if timer is not None else None,
     )
 
@@ -173,6 +178,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="streams tracked per step, each measured")
     parser.add_argument("--stages", action="store_true", help="also report milliseconds per stage")
     parser.add_argument("--full_memory", action="store_true", help="start every stream with a full memory")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     parser.add_argument("--num_clips", type=int, default=16, help="clips to run, warm-up included")
     parser.add_argument("--warmup", type=int, default=2, help="leading clips left out of the timing")
     parser.add_argument("--num_frames", type=int, default=48, help="frames per random clip")
@@ -205,7 +211,7 @@ def report_lines(result: BenchmarkResult) -> list[str]:
     where = "GPU memory" if result.peak_memory_kind.startswith("cuda") else "process RSS"
     lines = [
         f"[Setup] {result.num_queries} queries, memory size {result.memory_size}, batch {result.batch}, "
-        f"{result.device}, {result.timed_clips} timed clips / {result.timed_frames} frames",
+        f"{result.device}{', bf16 autocast' if result.amp else ''}, {result.timed_clips} timed clips / {result.timed_frames} frames",
         f"[Speed] Model-only FPS: {result.model_fps:.2f} frames/s",
         f"[Speed] End-to-end FPS: {result.end_to_end_fps:.2f} frames/s (includes H2D + postproc)",
         f"[Memory] Peak {where}: {gib:.2f} GB",
@@ -255,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             clips = random_clips(args.num_clips, args.num_frames, args.height, args.width, SEED, batch)
         try:
             result = benchmark(predictor, clips, args.N_sqrt, args.memory_size, device, warmup=args.warmup,
-                               stages=args.stages)
+                               stages=args.stages, amp=args.amp)
         except DatasetFormatError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

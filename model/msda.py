@@ -4,7 +4,8 @@ The released checkpoints were trained with ``mmcv.ops.MultiScaleDeformableAttent
 parameters (``sampling_offsets``, ``attention_weights``, ``value_proj``, ``output_proj``), the same initialisation
 and the same forward, including mmcv's habit of adding the residual (the query passed in) to its output. mmcv's
 compiled kernel is used only when mmcv imports and the inputs are on CUDA in float32 / float16; otherwise the
-bilinear sampling runs as one weighted gather over all levels (``deformable_sampling``).
+bilinear sampling runs per level through ``grid_sample`` on CUDA and as one weighted gather over all levels
+(``deformable_sampling``) on the CPU.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ except Exception:  # mmcv is optional: any import failure means "not available"
     _MmcvFunction = None
 
 
-def deformable_sampling_reference(
+def deformable_sampling_per_level(
     value: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """The straightforward formulation: per-level ``F.grid_sample``, then the weighted sum (kept for tests).
+    """The straightforward formulation: per-level ``F.grid_sample``, then the weighted sum.
+
+    Used on CUDA, where its few large kernels beat the gather (on an H100 the gather made the ViT-Adapter stage
+    30% slower), and by the tests as the formulation the gather must reproduce.
 
     value: (B, S, heads, Ch) with S = sum of H_l * W_l; sampling_locations: (B, Q, heads, L, P, 2) in [0, 1]
     (x, y); attention_weights: (B, Q, heads, L, P). Returns (B, Q, heads * Ch).
@@ -50,14 +54,23 @@ def deformable_sampling_reference(
     return mixed.view(batch, heads * channels, queries).transpose(1, 2)
 
 
+# Zero rows around every level of the gather's value table: a bilinear corner up to PAD cells outside its level
+# reads a zero instead of needing a mask.
+PAD = 2
+
+
 class LevelConstants(NamedTuple):
-    """Per-level sizes as (L, 1) columns: widths/heights in the compute dtype and as integers, first tokens."""
+    """Per-level sizes as (L, 1) columns: widths/heights in the compute dtype and, for the zero-padded value table
+    of ``deformable_sampling``, the padded widths, the first row of each padded level and the row steps to the
+    four bilinear corners ((L, 1, 4): +0, +1, +W_pad, +W_pad + 1)."""
 
     width: torch.Tensor
     height: torch.Tensor
     width_int: torch.Tensor
     height_int: torch.Tensor
-    start: torch.Tensor
+    padded_width: torch.Tensor
+    padded_start: torch.Tensor
+    corner_step: torch.Tensor
 
 
 @functools.lru_cache(maxsize=64)
@@ -67,18 +80,32 @@ def level_constants(spatial_shapes: tuple[tuple[int, int], ...], device: torch.d
 
     Created outside inference mode so that the cached tensors can also serve training steps.
     """
+    widths = [width for _, width in spatial_shapes]
+    heights = [height for height, _ in spatial_shapes]
+    padded_widths = [width + 2 * PAD for width in widths]
     starts = [0]
-    for height, width in spatial_shapes[:-1]:
-        starts.append(starts[-1] + height * width)
+    for height, padded_width in zip(heights[:-1], padded_widths[:-1]):
+        starts.append(starts[-1] + (height + 2 * PAD) * padded_width)
 
     def column(values: list[int], kind: torch.dtype) -> torch.Tensor:
         return torch.tensor(values, dtype=kind, device=device).view(-1, 1)
 
-    widths = [width for _, width in spatial_shapes]
-    heights = [height for height, _ in spatial_shapes]
+    steps = [[0, 1, width, width + 1] for width in padded_widths]
     with torch.inference_mode(False):
         return LevelConstants(column(widths, dtype), column(heights, dtype), column(widths, torch.long),
-                              column(heights, torch.long), column(starts, torch.long))
+                              column(heights, torch.long), column(padded_widths, torch.long),
+                              column(starts, torch.long), torch.tensor(steps, device=device).view(-1, 1, 4))
+
+
+def padded_value_table(value: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+    """(B, S, heads, Ch) level tokens -> (B * heads * S_pad, Ch): per (batch, head), every level's map with PAD
+    zero cells on each side, flattened row-major and concatenated over levels (the gather's table)."""
+    batch, _, heads, channels = value.shape
+    maps = []
+    for level_tokens, (height, width) in zip(value.split([h * w for h, w in spatial_shapes], dim=1), spatial_shapes):
+        level_map = level_tokens.view(batch, height, width, heads, channels).permute(0, 3, 1, 2, 4)
+        maps.append(F.pad(level_map, (0, 0, PAD, PAD, PAD, PAD)).flatten(2, 3))
+    return torch.cat(maps, dim=2).reshape(-1, channels)
 
 
 def deformable_sampling(
@@ -89,31 +116,32 @@ def deformable_sampling(
 ) -> torch.Tensor:
     """Bilinear multi-scale sampling mixed by the attention weights, as one weighted gather over all levels.
 
-    Same inputs, output and zero padding as ``deformable_sampling_reference`` (``grid_sample`` with
+    Same inputs, output and zero padding as ``deformable_sampling_per_level`` (``grid_sample`` with
     align_corners=False), but each of the 4 bilinear corners of every sampling point becomes one weighted row of
-    a single ``F.embedding_bag`` over the channels-last value table: no per-level maps, no stacked samples.
+    a single ``F.embedding_bag`` over a zero-padded, channels-last value table: no per-level maps, no stacked
+    samples, and no inside/outside masks (a corner outside its level reads a padding zero; points further out are
+    moved to the padding, where all four corners are zero).
     """
-    batch, num_value, heads, channels = value.shape
+    batch, _, heads, channels = value.shape
     _, queries, _, levels, points, _ = sampling_locations.shape
-    width_f, height_f, width_i, height_i, starts = level_constants(
-        tuple(map(tuple, spatial_shapes)), sampling_locations.device, sampling_locations.dtype)
-    grid = 2 * sampling_locations - 1
-    x = ((grid[..., 0] + 1) * width_f - 1) / 2  # (B, Q, heads, L, P) pixel coordinates, as grid_sample
-    y = ((grid[..., 1] + 1) * height_f - 1) / 2
+    sizes = level_constants(tuple(map(tuple, spatial_shapes)), sampling_locations.device, sampling_locations.dtype)
+    x = sampling_locations[..., 0] * sizes.width - 0.5  # (B, Q, heads, L, P) pixel coordinates, as grid_sample
+    y = sampling_locations[..., 1] * sizes.height - 0.5
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0
-    x0, y0 = x0.long(), y0.long()
-    corner_x = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)
-    corner_y = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
-    bilinear = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=-1)
-    inside = (corner_x >= 0) & (corner_x < width_i[..., None]) & (corner_y >= 0) & (corner_y < height_i[..., None])
-    rows = starts[..., None] + corner_y.clamp(min=0) * width_i[..., None] + corner_x.clamp(min=0)
-    rows = torch.where(inside, rows, 0)
-    table_offset = torch.arange(batch * heads, device=value.device).view(batch, 1, heads, 1, 1, 1) * num_value
-    weights = torch.where(inside, bilinear * attention_weights[..., None], 0.0)
-    table = value.transpose(1, 2).reshape(batch * heads * num_value, channels)
+    # First corners in [-PAD, size + PAD - 2] keep both corners of an axis inside the padded map.
+    column = torch.minimum(x0.long().clamp_(min=-PAD), sizes.width_int + (PAD - 2)) + PAD
+    row = torch.minimum(y0.long().clamp_(min=-PAD), sizes.height_int + (PAD - 2)) + PAD
+    table = padded_value_table(value, spatial_shapes)
+    per_head = table.shape[0] // (batch * heads)
+    table_offset = torch.arange(batch * heads, device=value.device).view(batch, 1, heads, 1, 1) * per_head
+    first_corner = table_offset + sizes.padded_start + row * sizes.padded_width + column
+    rows = first_corner.unsqueeze(-1) + sizes.corner_step  # corners (x0, y0), (x1, y0), (x0, y1), (x1, y1)
+    gx, gy = 1 - fx, 1 - fy
+    weights = torch.stack([gx * gy * attention_weights, fx * gy * attention_weights, gx * fy * attention_weights,
+                           fx * fy * attention_weights], dim=-1)
     bags, bag_size = batch * queries * heads, levels * points * 4
-    mixed = F.embedding_bag((rows + table_offset).reshape(bags, bag_size), table, mode="sum",
+    mixed = F.embedding_bag(rows.reshape(bags, bag_size), table, mode="sum",
                             per_sample_weights=weights.reshape(bags, bag_size).to(table.dtype))
     return mixed.view(batch, queries, heads * channels)
 
@@ -187,7 +215,8 @@ class MultiScaleDeformableAttention(nn.Module):
     def _sample(
         value: torch.Tensor, spatial_shapes: list[tuple[int, int]], locations: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        """Run the sampling in at least float32 (half-precision locations are too coarse on large maps)."""
+        """Run the sampling in at least float32 (half-precision locations are too coarse on large maps): mmcv's
+        kernel when installed, per-level ``grid_sample`` on other CUDA devices, the single gather on the CPU."""
         compute_dtype = torch.promote_types(value.dtype, torch.float32)
         if _MmcvFunction is not None and value.is_cuda and compute_dtype == torch.float32:
             shapes = torch.tensor(spatial_shapes, dtype=torch.long, device=value.device)
@@ -195,6 +224,5 @@ class MultiScaleDeformableAttention(nn.Module):
             return _MmcvFunction.apply(
                 value.float(), shapes, starts, locations.float(), weights.float(), 64
             )
-        return deformable_sampling(
-            value.to(compute_dtype), spatial_shapes, locations.to(compute_dtype), weights.to(compute_dtype)
-        )
+        sample = deformable_sampling_per_level if value.is_cuda else deformable_sampling
+        return sample(value.to(compute_dtype), spatial_shapes, locations.to(compute_dtype), weights.to(compute_dtype))

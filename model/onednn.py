@@ -2,13 +2,15 @@
 
 On the CPUs this was measured on, PyTorch's default float32 BLAS reaches about half of oneDNN's throughput on
 the tracker's matmuls. ``F.linear`` runs oneDNN's kernel when its operands are in oneDNN's layout
-(``Tensor.to_mkldnn``), so the helpers below convert the operands per call (cheap next to the matmul) and
-convert the result back. They fall back to plain ``F.linear`` whenever gradients are recorded, under autocast,
+(``Tensor.to_mkldnn``), so the helpers below convert the activations per call (cheap next to the matmul) and
+convert the result back; the converted weights are kept until the parameter they view changes. They fall back to plain ``F.linear`` whenever gradients are recorded, under autocast,
 off the CPU, for dtypes other than float32, or where PyTorch was built without oneDNN. Only the accumulation
 order differs from the default path (float32 rounding, no approximation).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 import torch.nn as nn
@@ -27,13 +29,42 @@ def onednn_applies(x: torch.Tensor) -> bool:
     )
 
 
+# id(parameter) -> (weak reference to it, {view key: (parameter version, the view in oneDNN layout)})
+_WEIGHT_COPIES: dict[int, tuple[weakref.ref, dict[tuple, tuple[int, torch.Tensor]]]] = {}
+
+
+def _forget(owner_id: int) -> None:
+    _WEIGHT_COPIES.pop(owner_id, None)
+
+
+def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``weight.to_mkldnn()``, converted once and reused while the tensor it belongs to (the parameter a slice views)
+    keeps its storage and is not modified in place (its version counter, which every in-place write bumps).
+    Inference tensors have no version counter and are converted every time."""
+    owner = weight if weight._base is None else weight._base
+    if owner.is_inference():
+        return weight.to_mkldnn()
+    entry = _WEIGHT_COPIES.get(id(owner))
+    if entry is None or entry[0]() is not owner:
+        entry = (weakref.ref(owner), {})
+        _WEIGHT_COPIES[id(owner)] = entry
+        weakref.finalize(owner, _forget, id(owner))
+    key = (weight.data_ptr(), tuple(weight.shape), weight.stride())
+    cached = entry[1].get(key)
+    if cached is not None and cached[0] == owner._version:
+        return cached[1]
+    converted = weight.to_mkldnn()
+    entry[1][key] = (owner._version, converted)
+    return converted
+
+
 def _to_onednn(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1]).contiguous().to_mkldnn()
 
 
 def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x already in oneDNN layout (rows, in) -> (rows, out), still in oneDNN layout."""
-    return F.linear(x, weight.to_mkldnn(), None if bias is None else bias.to_mkldnn())
+    return F.linear(x, onednn_weight(weight), None if bias is None else onednn_weight(bias))
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

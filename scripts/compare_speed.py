@@ -3,9 +3,11 @@
     .venv/bin/python scripts/compare_speed.py --baseline /work/baseline --candidate . --rounds 3
 
 Each round runs the baseline and the candidate in turn, each in its own process with PYTHONPATH pointing at its
-checkout and one CPU thread, on the same random weights (``config/bench_dinov2_s.yaml``: DINOv2-S dimensions
-built from ``backbone_config``, written once to ``--weights``), the same random 384x512 clip, ``--queries`` random user queries plus the 20x20
-support grid, inference memory ``--memory_size``. A process tracks ``--warmup`` frames untimed, then the timed
+checkout and one CPU thread, on the same random weights (``--config``, by default ``config/bench_dinov2_s.yaml``:
+DINOv2-S dimensions built from ``backbone_config``, written once to ``--weights``), the same random clip at the
+config's input size, ``--queries`` random user queries plus the ``--support_grid`` grid (20x20), inference memory
+``--memory_size``. ``--device cuda`` runs both on the GPU (synchronised timing, peak memory reported),
+``--amp`` under bfloat16 autocast. A process tracks ``--warmup`` frames untimed, then the timed
 clip of ``--frames`` frames; with ``--stages`` it also reports milliseconds per stage (hooks from this
 checkout's ``evaluation/stage_timing.py``, attached to either model). The report gives each round's frames/s,
 the median ratio of wall-clock frames/s and of frames per CPU second (process time: less sensitive to other
@@ -46,14 +48,17 @@ def run_worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     import yaml
 
-    model_config = yaml.safe_load(BENCH_CONFIG.read_text())
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision(args.matmul_precision)
+    model_config = yaml.safe_load(Path(args.config).read_text())
     config = {**model_config, "M_i": args.memory_size}
     weights = Path(args.weights)
     if not weights.is_file():
         torch.manual_seed(0)
         untrained = Predictor({**config, "M_i": model_config["M"]}, support_grid_size=0)
         torch.save(untrained.model.state_dict(), weights)
-    predictor = Predictor(config, checkpoint_path=weights)
+    predictor = Predictor(config, checkpoint_path=weights, support_grid_size=args.support_grid).to(device).eval()
     if args.full_memory:
         _own_module("steady_state").fill_memory_at_start(predictor)
     generator = torch.Generator().manual_seed(1)
@@ -61,26 +66,59 @@ def run_worker(args: argparse.Namespace) -> None:
     total = args.warmup + args.frames
     video = torch.randint(0, 256, (1, total, 3, height, width), generator=generator).float()
     xy = torch.rand(1, args.queries, 2, generator=generator) * torch.tensor([width - 1.0, height - 1.0])
-    queries = torch.cat([torch.zeros(1, args.queries, 1), xy], dim=-1)
-    warm_video, timed_video = video[:, :args.warmup], video[:, args.warmup:]
-    if args.warmup:
-        predictor(warm_video, queries)
-    timer = _own_module("stage_timing").StageTimer(predictor.model, torch.device("cpu")).attach() if args.stages else None
-    began, began_cpu = time.perf_counter(), time.process_time()
-    trajectory, visibility = predictor(timed_video, queries)
-    seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
+    queries = torch.cat([torch.zeros(1, args.queries, 1), xy], dim=-1).to(device)
+    warm_video, timed_video = video[:, :args.warmup].to(device), video[:, args.warmup:].to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
+
+    def synchronized() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    with torch.inference_mode(), autocast:
+        if args.warmup:
+            predictor(warm_video, queries)
+        timer = _own_module("stage_timing").StageTimer(predictor.model, device).attach() if args.stages else None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        synchronized()
+        began, began_cpu = time.perf_counter(), time.process_time()
+        with _profiler(args.profile, device) as profile:
+            trajectory, visibility = predictor(timed_video, queries)
+            synchronized()
+        seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
+    if profile is not None:
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        Path(args.out + ".profile.txt").write_text(profile.key_averages().table(sort_by=sort, row_limit=40))
     stages = timer.per_frame_ms(args.frames) if timer else {}
-    torch.save({"trajectory": trajectory, "visibility": visibility}, args.out + ".pt")
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    torch.save({"trajectory": trajectory.cpu(), "visibility": visibility.cpu()}, args.out + ".pt")
     Path(args.out).write_text(json.dumps({"fps": args.frames / seconds, "cpu_fps": args.frames / cpu_seconds,
-                                          "stages_ms": stages}))
+                                          "stages_ms": stages, "peak_memory_bytes": peak}))
+
+
+def _profiler(enabled: bool, device: "torch.device"):
+    """torch.profiler over the timed clip (CPU and, on a GPU, CUDA activity), or a context that yields None."""
+    import contextlib
+
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return torch.profiler.profile(activities=activities)
 
 
 def _run_one(checkout: Path, args: argparse.Namespace, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--weights", args.weights,
                "--frames", str(args.frames), "--warmup", str(args.warmup), "--queries", str(args.queries),
-               "--memory_size", str(args.memory_size), "--out", str(out)]
-    command += [flag for flag, on in (("--stages", args.stages), ("--full_memory", args.full_memory)) if on]
+               "--memory_size", str(args.memory_size), "--config", args.config, "--device", args.device,
+               "--support_grid", str(args.support_grid), "--matmul_precision", args.matmul_precision,
+               "--out", str(out)]
+    command += [flag for flag, on in (("--stages", args.stages), ("--full_memory", args.full_memory),
+                                      ("--amp", args.amp), ("--profile", args.profile)) if on]
     subprocess.run(command, env=env, cwd=checkout, check=True)
     return json.loads(out.read_text())
 
@@ -89,7 +127,8 @@ def compare(args: argparse.Namespace) -> dict:
     """Alternate baseline and candidate for ``--rounds`` rounds; return the per-round numbers and the summary."""
     import torch
 
-    work = Path(tempfile.mkdtemp(prefix="compare_speed_"))
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="compare_speed_"))
+    work.mkdir(parents=True, exist_ok=True)
     args.weights = args.weights or str(work / "weights.pt")
     rounds = []
     for index in range(args.rounds):
@@ -98,9 +137,11 @@ def compare(args: argparse.Namespace) -> dict:
             row[name] = _run_one(Path(checkout).resolve(), args, work / f"{name}_{index}.json")
         row["ratio"] = row["candidate"]["fps"] / row["baseline"]["fps"]
         row["cpu_ratio"] = row["candidate"]["cpu_fps"] / row["baseline"]["cpu_fps"]
+        peaks = "".join(f", {name} peak {row[name]['peak_memory_bytes'] / 1024**3:.2f} GiB"
+                        for name in ("baseline", "candidate") if row[name].get("peak_memory_bytes"))
         print(f"round {index + 1}: baseline {row['baseline']['fps']:.3f} fps, candidate "
-              f"{row['candidate']['fps']:.3f} fps, ratio {row['ratio']:.2f} (CPU-time ratio {row['cpu_ratio']:.2f})",
-              flush=True)
+              f"{row['candidate']['fps']:.3f} fps, ratio {row['ratio']:.2f} (CPU-time ratio {row['cpu_ratio']:.2f})"
+              f"{peaks}", flush=True)
         rounds.append(row)
     base = torch.load(work / "baseline_0.json.pt")
     cand = torch.load(work / "candidate_0.json.pt")
@@ -123,16 +164,30 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed frames per run")
     parser.add_argument("--queries", type=int, default=256, help="random user queries (plus the 20x20 grid)")
     parser.add_argument("--memory_size", type=int, default=72, help="inference memory M_i")
+    parser.add_argument("--support_grid", type=int, default=20, help="support grid size S (S^2 extra queries)")
+    parser.add_argument("--config", default=str(BENCH_CONFIG), help="model config YAML with backbone_config")
+    parser.add_argument("--device", default="cpu", help="torch device both checkouts run on")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--matmul_precision", default="high", choices=["highest", "high", "medium"],
+                        help="torch.set_float32_matmul_precision on CUDA (high: TF32, as the reference's benchmark)")
+    parser.add_argument("--profile", action="store_true",
+                        help="write a torch.profiler table of each timed clip next to the round's JSON")
     parser.add_argument("--stages", action="store_true", help="also time the stages")
     parser.add_argument("--full_memory", action="store_true",
                         help="start with every memory slot filled (steady state) instead of an empty memory")
     parser.add_argument("--weights", default=None, help="shared weights file (created if missing)")
     parser.add_argument("--output_json", default=None, help="write rounds and summary here")
+    parser.add_argument("--work_dir", default=None,
+                        help="folder for the weights and each run's outputs and profiles (default: a temporary one)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if min(args.rounds, args.frames, args.queries, args.memory_size) < 1 or args.warmup < 0:
-        parser.error("--rounds, --frames, --queries and --memory_size must be positive, --warmup >= 0")
+    if min(args.rounds, args.frames, args.queries, args.memory_size) < 1 or min(args.warmup, args.support_grid) < 0:
+        parser.error("--rounds, --frames, --queries and --memory_size must be positive, --warmup and "
+                     "--support_grid >= 0")
+    if not Path(args.config).is_file():
+        parser.error(f"--config: file not found: {args.config}")
+    args.config = str(Path(args.config).resolve())
     return args
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from evaluation.stage_timing import STAGES, StageTimer
 from evaluation.steady_state import fill_memory_at_start
 from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_grid_queries_start_at_frame_zero_inside_the_frame() -> None:
@@ -135,3 +139,20 @@ def test_full_memory_changes_only_the_given_predictor() -> None:
     like = torch.zeros(1, 1, filled.model.D)
     assert not filled.model.init_state(1, 3, like).memory_mask.any()
     assert plain.model.init_state(1, 3, like).memory_mask.all()
+
+
+@pytest.mark.slow
+def test_compare_speed_runs_two_checkouts_on_the_same_weights(tmp_path) -> None:
+    """Both sides are this checkout: same weights and clip, so the outputs agree exactly; profiles are written."""
+    config = _tiny_config_file(tmp_path)
+    summary_file = tmp_path / "compare.json"
+    command = [sys.executable, str(ROOT / "scripts" / "compare_speed.py"), "--baseline", str(ROOT),
+               "--candidate", str(ROOT), "--config", str(config), "--rounds", "1", "--frames", "2", "--warmup", "1",
+               "--queries", "3", "--support_grid", "2", "--memory_size", "6", "--full_memory", "--stages",
+               "--profile", "--work_dir", str(tmp_path / "work"), "--output_json", str(summary_file)]
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
+    result = json.loads(summary_file.read_text())
+    assert result["summary"]["max_trajectory_diff_px"] == 0.0 and result["summary"]["visibility_flips"] == 0
+    assert result["summary"]["visibility_entries"] == 2 * 3  # the support grid is not returned
+    assert set(result["rounds"][0]["candidate"]["stages_ms"]) == set(STAGES)
+    assert "aten::" in (tmp_path / "work" / "candidate_0.json.profile.txt").read_text()

@@ -8,8 +8,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.blocks import MHABlock, fused_attention
-from model.msda import deformable_sampling, deformable_sampling_reference
-from model.onednn import linear, onednn_applies, relu_feed_forward
+from model.msda import deformable_sampling, deformable_sampling_per_level
+from model.onednn import linear, onednn_applies, onednn_weight, relu_feed_forward
 from model.trackon import StepPlan, TrackOn2
 from tests.tiny_model import tiny_config
 
@@ -20,16 +20,18 @@ def _generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def test_weighted_gather_matches_grid_sample():
+@pytest.mark.parametrize("low, high", [(-0.2, 1.2), (-3.0, 4.0)])
+def test_weighted_gather_matches_grid_sample(low, high):
     shapes = [(12, 16), (6, 8), (3, 4), (2, 2)]
     tokens = sum(h * w for h, w in shapes)
     g = _generator()
     value = torch.randn(2, tokens, 4, 8, generator=g, dtype=torch.float64)
-    # Locations spill past [0, 1] so that zero padding and partly outside corners are exercised.
-    locations = torch.rand(2, 30, 4, 4, 4, 2, generator=g, dtype=torch.float64) * 1.4 - 0.2
+    # Locations spill past [0, 1]: partly outside corners read the zero padding, points far outside (second case)
+    # are moved onto it.
+    locations = torch.rand(2, 30, 4, 4, 4, 2, generator=g, dtype=torch.float64) * (high - low) + low
     weights = torch.rand(2, 30, 4, 4, 4, generator=g, dtype=torch.float64)
     fast = deformable_sampling(value, shapes, locations, weights)
-    reference = deformable_sampling_reference(value, shapes, locations, weights)
+    reference = deformable_sampling_per_level(value, shapes, locations, weights)
     assert fast.shape == (2, 30, 32)
     assert (fast - reference).abs().max() < TIGHT
 
@@ -48,7 +50,7 @@ def test_weighted_gather_gradients_match_grid_sample():
     locations = torch.rand(1, 6, 2, 2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
     weights = torch.rand(1, 6, 2, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
     grads = []
-    for sample in (deformable_sampling, deformable_sampling_reference):
+    for sample in (deformable_sampling, deformable_sampling_per_level):
         sample(value, shapes, locations, weights).square().sum().backward()
         grads.append([t.grad.clone() for t in (value, locations, weights)])
         for t in (value, locations, weights):
@@ -123,6 +125,26 @@ def test_onednn_linear_and_feed_forward_match_the_default_path():
     first.double()
     with torch.no_grad():
         assert torch.equal(linear(doubled, first.weight, first.bias), first(doubled))
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+def test_converted_weights_are_reused_until_the_parameter_changes():
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 24)
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        top = layer.weight[:8]
+        assert onednn_weight(top) is onednn_weight(layer.weight[:8])  # a slice's copy is kept with its parameter
+        assert onednn_weight(top) is not onednn_weight(layer.weight[8:])
+        before = linear(x, layer.weight, layer.bias)
+        layer.weight.mul_(2)  # an optimiser step or load_state_dict writes in place
+        after = linear(x, layer.weight, layer.bias)
+        assert (after - layer(x)).abs().max() < 1e-5 and (after - before).abs().max() > 1e-2
+        layer.weight.data = torch.randn(24, 16)  # new storage
+        assert (linear(x, layer.weight, layer.bias) - layer(x)).abs().max() < 1e-5
+    with torch.inference_mode():
+        made_in_inference = torch.randn(24, 16)
+        assert (linear(x, made_in_inference) - F.linear(x, made_in_inference)).abs().max() < 1e-5
 
 
 def _tracked_model() -> TrackOn2:
