@@ -15,7 +15,8 @@ MEMORY_SEED = 2
 
 
 def fill_memory_at_start(predictor: torch.nn.Module) -> None:
-    """Make ``predictor.model.init_state`` return states whose memory is full of seeded random features.
+    """Make ``predictor.model.init_state`` return states whose memory is full of seeded random features (the same
+    for every clip).
 
     Only this model instance changes. Where the model skips empty memory slots (``StepPlan.empty_slots``), its
     ``step`` gets plans with that skip turned off: here no slot is empty.
@@ -24,11 +25,15 @@ def fill_memory_at_start(predictor: torch.nn.Module) -> None:
 
     model = predictor.model
     plain_init = model.init_state
+    drawn: dict[tuple, torch.Tensor] = {}
 
     def full_init(batch: int, num_queries: int, like: torch.Tensor):
         state = plain_init(batch, num_queries, like)
-        generator = torch.Generator().manual_seed(MEMORY_SEED)
-        state.memory = torch.randn(state.memory.shape, generator=generator).to(state.memory)
+        key = (tuple(state.memory.shape), state.memory.dtype, state.memory.device)
+        if key not in drawn:  # drawn once per shape, so that timed clips do not pay for the random numbers
+            generator = torch.Generator().manual_seed(MEMORY_SEED)
+            drawn[key] = torch.randn(state.memory.shape, generator=generator).to(state.memory)
+        state.memory = drawn[key].clone()
         state.memory_mask = torch.zeros_like(state.memory_mask)
         return state
 

@@ -80,3 +80,25 @@ def relu_feed_forward(x: torch.Tensor, first: nn.Linear, second: nn.Linear) -> t
         return second(F.relu_(first(x)))
     hidden = F.relu_(_onednn_linear(_to_onednn(x), first.weight, first.bias))
     return _onednn_linear(hidden, second.weight, second.bias).to_dense().view(*x.shape[:-1], second.out_features)
+
+
+class OneDNNLinear(nn.Linear):
+    """An ``nn.Linear`` (same parameters, same state-dict names) whose forward goes through ``linear``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+def route_linears_through_onednn(module: nn.Module) -> nn.Module:
+    """Replace every plain ``nn.Linear`` inside ``module`` by a ``OneDNNLinear`` holding the same parameters (for
+    third-party modules such as the transformers ViT, whose forward calls its linears itself)."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                routed = OneDNNLinear(child.in_features, child.out_features, bias=child.bias is not None,
+                                      device="meta")
+                routed.weight = child.weight
+                routed.bias = child.bias
+                routed.train(child.training)
+                setattr(parent, name, routed)
+    return module

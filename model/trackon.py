@@ -268,11 +268,10 @@ class TrackOn2(nn.Module):
             noised = memory_mask
             if p_mask > 0:
                 noised = memory_mask | (torch.rand(memory_mask.shape, device=q.device) < p_mask)
-            sequence = torch.cat([memory, q.reshape(batch * num, 1, dim)], dim=1)
             last = i == self.decoder_layer_num - 1
-            sequence = self._memory_layer(i, sequence, t_embedding, torch.cat([noised, current_slot], dim=1), last)
-            q = sequence[:, -1].reshape(batch, num, dim)
-            memory = sequence[:, :-1]
+            memory, q = self._memory_layer(i, memory, q.reshape(batch * num, dim), t_embedding,
+                                           torch.cat([noised, current_slot], dim=1), last)
+            q = q.reshape(batch, num, dim)
         q = self.projection1(q)
 
         context = MultiScaleContext(feats=torch.cat(list(features.pyramid), dim=1), shapes=self.level_shapes(),
@@ -288,21 +287,38 @@ class TrackOn2(nn.Module):
                           reranked.s_logit_top_k, reranked.p_patch_top_k, q)
         return columns, step
 
-    def _memory_layer(self, layer: int, sequence: torch.Tensor, t_embedding: torch.Tensor, key_mask: torch.Tensor,
-                      query_only: bool) -> torch.Tensor:
-        """Memory attention of layer ``layer`` over (S, L, D) sequences (memory slots, then the query).
+    def _memory_layer(self, layer: int, memory: torch.Tensor, q: torch.Tensor, t_embedding: torch.Tensor,
+                      key_mask: torch.Tensor, query_only: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Memory attention of layer ``layer`` over the S sequences (memory slots (S, L - 1, D), then the query
+        (S, D)); returns the updated memory (None with ``query_only``) and query.
 
         With ``query_only`` only the query row is computed (the last layer's memory rows are discarded). On the
-        CPU the sequences go in chunks of about MEMORY_CHUNK_ROWS rows; every row's result is the same either way.
+        CPU the sequences go in chunks of about MEMORY_CHUNK_ROWS rows, each assembled and processed while it is
+        in cache and written straight into the outputs; every row's result is the same either way.
         """
         block = self.memory_attention[layer]
-        length = sequence.shape[1]
-        chunk = sequence.shape[0] if sequence.is_cuda else max(1, MEMORY_CHUNK_ROWS // length)
-        outputs = []
-        for part, mask in zip(sequence.split(chunk), key_mask.split(chunk)):
-            keyed = part + t_embedding
-            outputs.append(block(keyed[:, -1:] if query_only else keyed, keyed, part, mask))
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        count, length = memory.shape[0], memory.shape[1] + 1
+        chunk = count if memory.is_cuda else max(1, MEMORY_CHUNK_ROWS // length)
+        if chunk >= count:
+            out = self._memory_chunk(block, memory, q, t_embedding, key_mask, query_only)
+            return (None, out[:, 0]) if query_only else (out[:, :-1], out[:, -1])
+        new_memory = None if query_only else torch.empty_like(memory)
+        new_q = torch.empty_like(q)
+        for begin in range(0, count, chunk):
+            rows = slice(begin, begin + chunk)
+            out = self._memory_chunk(block, memory[rows], q[rows], t_embedding, key_mask[rows], query_only)
+            new_q[rows] = out[:, -1]
+            if new_memory is not None:
+                new_memory[rows] = out[:, :-1]
+        return new_memory, new_q
+
+    @staticmethod
+    def _memory_chunk(block: MHABlock, memory: torch.Tensor, q: torch.Tensor, t_embedding: torch.Tensor,
+                      key_mask: torch.Tensor, query_only: bool) -> torch.Tensor:
+        """One memory-attention block over whole sequences (memory rows, then the query) -> (s, L or 1, D)."""
+        part = torch.cat([memory, q.unsqueeze(1)], dim=1)
+        keyed = part + t_embedding
+        return block(keyed[:, -1:] if query_only else keyed, keyed, part, key_mask)
 
     @staticmethod
     def push_memory(state: TrackerState, columns: Columns, q: torch.Tensor, active: torch.Tensor) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from model.onednn import route_linears_through_onednn
 from utils.errors import one_line
 
 
@@ -54,7 +55,8 @@ def vit_spec(vit_backbone: str) -> VitSpec:
 
 
 def build_vit(vit_backbone: str, backbone_config: Mapping[str, Any] | None = None) -> nn.Module:
-    """A frozen ViT: randomly initialised from ``backbone_config`` if given, else pretrained from the hub."""
+    """A frozen ViT: randomly initialised from ``backbone_config`` if given, else pretrained from the hub. Its
+    linears run through oneDNN at float32 CPU inference (``model.onednn``)."""
     import transformers
 
     if backbone_config is not None:
@@ -78,7 +80,7 @@ def build_vit(vit_backbone: str, backbone_config: Mapping[str, Any] | None = Non
                 "ViT (for tests)."
             ) from err
     model.requires_grad_(False)
-    return model.eval()
+    return route_linears_through_onednn(model).eval()
 
 
 def vit_blocks(vit: nn.Module) -> nn.ModuleList:

@@ -12,6 +12,12 @@ clip of ``--frames`` frames; with ``--stages`` it also reports milliseconds per 
 checkout's ``evaluation/stage_timing.py``, attached to either model). The report gives each round's frames/s,
 the median ratio of wall-clock frames/s and of frames per CPU second (process time: less sensitive to other
 processes sharing the cores), the largest trajectory difference and the number of visibility flips.
+
+It also records, per frame and query, the K best first-correlation patches that go to re-ranking. Where the two
+checkouts pick different top-K sets, the K-th and (K+1)-th scores sit within float rounding of each other (a tie
+broken the other way by a last-bit difference); the query follows a slightly different but equally valid path
+from there on. Such "top-K tie flips" are listed with their score gap, and the largest trajectory difference is
+also given without those queries from the frame of their flip on.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ def run_worker(args: argparse.Namespace) -> None:
     queries = torch.cat([torch.zeros(1, args.queries, 1), xy], dim=-1).to(device)
     warm_video, timed_video = video[:, :args.warmup].to(device), video[:, args.warmup:].to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
+    top_k = _record_top_k(predictor.model)
 
     def synchronized() -> None:
         if device.type == "cuda":
@@ -77,6 +84,7 @@ def run_worker(args: argparse.Namespace) -> None:
     with torch.inference_mode(), autocast:
         if args.warmup:
             predictor(warm_video, queries)
+        top_k.clear()
         timer = _own_module("stage_timing").StageTimer(predictor.model, device).attach() if args.stages else None
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -91,9 +99,40 @@ def run_worker(args: argparse.Namespace) -> None:
         Path(args.out + ".profile.txt").write_text(profile.key_averages().table(sort_by=sort, row_limit=40))
     stages = timer.per_frame_ms(args.frames) if timer else {}
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    torch.save({"trajectory": trajectory.cpu(), "visibility": visibility.cpu()}, args.out + ".pt")
+    torch.save({"trajectory": trajectory.cpu(), "visibility": visibility.cpu(), "top_k_values": torch.stack(
+        [values for values, _ in top_k]), "top_k_indices": torch.stack([indices for _, indices in top_k])},
+               args.out + ".pt")
     Path(args.out).write_text(json.dumps({"fps": args.frames / seconds, "cpu_fps": args.frames / cpu_seconds,
                                           "stages_ms": stages, "peak_memory_bytes": peak}))
+
+
+def _record_top_k(model) -> list:
+    """Record (values, indices) of the K + 1 best scores of the correlation the re-ranking head receives, per step
+    (found by shape among its inputs, so that it works on any checkout's model), on the host."""
+    records: list = []
+
+    def before_reranking(_module, inputs) -> None:
+        for value in inputs:
+            if hasattr(value, "dim") and value.dim() == 3 and value.shape[-1] == model.P:
+                best = value.float().topk(model.K + 1, dim=-1)
+                records.append((best.values[0].cpu(), best.indices[0].cpu()))
+
+    model.reranking_head.register_forward_pre_hook(before_reranking)
+    return records
+
+
+def top_k_tie_flips(base: dict, cand: dict, num_user: int) -> list[dict]:
+    """(frame, query) where the two runs' top-K sets differ, with the baseline's K-th / (K+1)-th score gap."""
+    k = base["top_k_indices"].shape[-1] - 1
+    base_sets = base["top_k_indices"][..., :k].sort(-1).values
+    cand_sets = cand["top_k_indices"][..., :k].sort(-1).values
+    flips = []
+    for frame, query in (base_sets != cand_sets).any(-1).nonzero().tolist():
+        if query < num_user:
+            values = base["top_k_values"][frame, query]
+            flips.append({"frame": frame, "query": query, "kth_score": float(values[k - 1]),
+                          "gap_to_next": float(values[k - 1] - values[k])})
+    return flips
 
 
 def _profiler(enabled: bool, device: "torch.device"):
@@ -145,12 +184,17 @@ def compare(args: argparse.Namespace) -> dict:
         rounds.append(row)
     base = torch.load(work / "baseline_0.json.pt")
     cand = torch.load(work / "candidate_0.json.pt")
-    max_px = (base["trajectory"].double() - cand["trajectory"].double()).abs().max().item()
+    distance = (base["trajectory"].double() - cand["trajectory"].double()).abs().amax(-1)[0]  # (T, N)
     flips = int((base["visibility"] != cand["visibility"]).sum())
+    tie_flips = top_k_tie_flips(base, cand, distance.shape[1])
+    untied = distance.clone()
+    for flip in tie_flips:
+        untied[flip["frame"]:, flip["query"]] = 0.0
     summary = {"median_ratio": statistics.median(r["ratio"] for r in rounds),
                "median_cpu_time_ratio": statistics.median(r["cpu_ratio"] for r in rounds), "rounds": len(rounds),
-               "max_trajectory_diff_px": max_px, "visibility_flips": flips,
-               "visibility_entries": base["visibility"].numel()}
+               "max_trajectory_diff_px": distance.max().item(), "visibility_flips": flips,
+               "visibility_entries": base["visibility"].numel(), "top_k_tie_flips": tie_flips,
+               "max_trajectory_diff_px_without_tie_flips": untied.max().item()}
     print(json.dumps(summary, indent=2))
     return {"rounds": rounds, "summary": summary}
 

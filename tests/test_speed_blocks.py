@@ -186,3 +186,28 @@ def test_plan_from_host_times_matches_plan_from_masks():
                 assert torch.equal(mine, theirs)
             elif mine is not None:
                 assert mine == theirs == slice(None)
+
+
+@pytest.mark.parametrize("query_only", [False, True])
+def test_chunked_memory_attention_matches_whole_sequences(monkeypatch, query_only):
+    """Chunked over sequences and written straight into the outputs, as the straightforward block call on the
+    concatenated sequences (memory rows, then the query; keys and queries carry the time embedding)."""
+    model = _tracked_model()
+    g = _generator(4)
+    count, slots, dim = 11, model.M, model.D
+    memory = torch.randn(count, slots, dim, generator=g, dtype=torch.float64)
+    q = torch.randn(count, dim, generator=g, dtype=torch.float64)
+    key_mask = torch.rand(count, slots + 1, generator=g) < 0.3
+    key_mask[:, -1] = False
+    sequence = torch.cat([memory, q[:, None]], dim=1)
+    keyed = sequence + model.t_embedding
+    block = model.memory_attention[1]
+    with torch.no_grad():
+        expected = block(keyed, keyed, sequence, key_mask)
+        monkeypatch.setattr("model.trackon.MEMORY_CHUNK_ROWS", 3 * (slots + 1))  # chunks of 3 sequences
+        new_memory, new_q = model._memory_layer(1, memory, q, model.t_embedding, key_mask, query_only)
+    assert (new_q - expected[:, -1]).abs().max() < TIGHT
+    if query_only:
+        assert new_memory is None
+    else:
+        assert (new_memory - expected[:, :-1]).abs().max() < TIGHT
