@@ -99,11 +99,13 @@ class StepPlan:
         """The plan of frame ``t`` from the queries' start frames ``times`` (B, N) held on the host.
 
         A query started at frame s has min(t - s, M) filled slots at frame t (newest last), so the slots before
-        the earliest active query's fill are empty for every query.
+        the earliest active query's fill are empty for every query. They are skipped on the CPU only: on a GPU the
+        saving is small and a sequence length that changes every frame makes each step's shapes new to the kernels
+        and the memory allocator.
         """
         active = times <= t
         empty = 0
-        if bool(active.any()):
+        if bool(active.any()) and torch.device(device).type == "cpu":
             empty = max(memory_size - (t - int(times[active].min())), 0)
         return cls(cls._columns(times == t, device), cls._columns(active, device), cls._uniform(active), empty)
 

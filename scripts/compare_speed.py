@@ -95,8 +95,9 @@ def run_worker(args: argparse.Namespace) -> None:
             synchronized()
         seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
     if profile is not None:
-        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-        Path(args.out + ".profile.txt").write_text(profile.key_averages().table(sort_by=sort, row_limit=40))
+        orders = (["self_cuda_time_total"] if device.type == "cuda" else []) + ["self_cpu_time_total"]
+        tables = [profile.key_averages().table(sort_by=order, row_limit=40) for order in orders]
+        Path(args.out + ".profile.txt").write_text("\n".join(tables))
     stages = timer.per_frame_ms(args.frames) if timer else {}
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     torch.save({"trajectory": trajectory.cpu(), "visibility": visibility.cpu(), "top_k_values": torch.stack(
@@ -195,7 +196,7 @@ def compare(args: argparse.Namespace) -> dict:
                "max_trajectory_diff_px": distance.max().item(), "visibility_flips": flips,
                "visibility_entries": base["visibility"].numel(), "top_k_tie_flips": tie_flips,
                "max_trajectory_diff_px_without_tie_flips": untied.max().item()}
-    print(json.dumps(summary, indent=2))
+    print(json.dumps({**summary, "top_k_tie_flips": len(tie_flips)}, indent=2))
     return {"rounds": rounds, "summary": summary}
 
 

@@ -188,6 +188,13 @@ def test_plan_from_host_times_matches_plan_from_masks():
                 assert mine == theirs == slice(None)
 
 
+def test_empty_memory_slots_are_skipped_on_the_cpu_only():
+    times = torch.zeros(1, 3, dtype=torch.long)  # every query starts at frame 0: all active, none starting at 2
+    assert StepPlan.from_times(times, 2, 6, torch.device("cpu")).empty_slots == 4
+    assert StepPlan.from_times(times, 9, 6, torch.device("cpu")).empty_slots == 0
+    assert StepPlan.from_times(times, 2, 6, torch.device("cuda")).empty_slots == 0  # fixed shapes on a GPU
+
+
 @pytest.mark.parametrize("query_only", [False, True])
 def test_chunked_memory_attention_matches_whole_sequences(monkeypatch, query_only):
     """Chunked over sequences and written straight into the outputs, as the straightforward block call on the
