@@ -61,8 +61,7 @@ PAD = 2
 
 class LevelConstants(NamedTuple):
     """Per-level sizes as (L, 1) columns: widths/heights in the compute dtype and, for the zero-padded value table
-    of ``deformable_sampling``, the padded widths, the first row of each padded level and the row steps to the
-    four bilinear corners ((L, 1, 4): +0, +1, +W_pad, +W_pad + 1)."""
+    of ``deformable_sampling``, the padded widths and the first row of each padded level."""
 
     width: torch.Tensor
     height: torch.Tensor
@@ -70,7 +69,6 @@ class LevelConstants(NamedTuple):
     height_int: torch.Tensor
     padded_width: torch.Tensor
     padded_start: torch.Tensor
-    corner_step: torch.Tensor
 
 
 @functools.lru_cache(maxsize=64)
@@ -90,11 +88,10 @@ def level_constants(spatial_shapes: tuple[tuple[int, int], ...], device: torch.d
     def column(values: list[int], kind: torch.dtype) -> torch.Tensor:
         return torch.tensor(values, dtype=kind, device=device).view(-1, 1)
 
-    steps = [[0, 1, width, width + 1] for width in padded_widths]
     with torch.inference_mode(False):
         return LevelConstants(column(widths, dtype), column(heights, dtype), column(widths, torch.long),
                               column(heights, torch.long), column(padded_widths, torch.long),
-                              column(starts, torch.long), torch.tensor(steps, device=device).view(-1, 1, 4))
+                              column(starts, torch.long))
 
 
 def padded_value_table(value: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -136,7 +133,8 @@ def deformable_sampling(
     per_head = table.shape[0] // (batch * heads)
     table_offset = torch.arange(batch * heads, device=value.device).view(batch, 1, heads, 1, 1) * per_head
     first_corner = table_offset + sizes.padded_start + row * sizes.padded_width + column
-    rows = first_corner.unsqueeze(-1) + sizes.corner_step  # corners (x0, y0), (x1, y0), (x0, y1), (x1, y1)
+    down = first_corner + sizes.padded_width
+    rows = torch.stack([first_corner, first_corner + 1, down, down + 1], dim=-1)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
     gx, gy = 1 - fx, 1 - fy
     weights = torch.stack([gx * gy * attention_weights, fx * gy * attention_weights, gx * fy * attention_weights,
                            fx * fy * attention_weights], dim=-1)

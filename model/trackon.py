@@ -200,27 +200,32 @@ class TrackOn2(nn.Module):
         return sampled.squeeze(-1).transpose(1, 2)
 
     def correlation_basis(self, pyramid: FeaturePyramid) -> torch.Tensor:
-        """The multi-scale correlation of one frame as a linear basis (B, D, P).
+        """The multi-scale correlation of one frame as a linear basis (B, P, D).
 
         Correlation is a dot product with L2-normalised tokens, and the bilinear upsampling to stride 4 and the
-        4->1 fusion conv are linear, so the fused map is <q_normalised, basis[:, :, p]> + bias with the basis
-        (the weighted sum of the upsampled normalised token maps) computed once per frame for all queries.
+        4->1 fusion conv are linear, so the fused map is <q_normalised, basis[:, p]> + bias with the basis (the
+        weighted sum of the upsampled normalised token maps) computed once per frame for all queries. The maps stay
+        in token order (channels last) throughout, so upsampling needs no layout copies.
         """
         weights = self.ms_corr_proj.weight.flatten()
         basis = None
         for level, (tokens, shape) in enumerate(zip(pyramid, self.level_shapes())):
-            level_map = F.normalize(tokens, p=2, dim=-1).transpose(1, 2)
+            level_map = F.normalize(tokens, p=2, dim=-1)
             if shape != (self.Hf, self.Wf):
-                level_map = F.interpolate(level_map.unflatten(2, shape), size=(self.Hf, self.Wf), mode="bilinear",
-                                          align_corners=False).flatten(2)
-            term = level_map * weights[level]
-            basis = term if basis is None else basis + term
+                channels_last = level_map.unflatten(1, shape).permute(0, 3, 1, 2)
+                upsampled = F.interpolate(channels_last, size=(self.Hf, self.Wf), mode="bilinear", align_corners=False)
+                level_map = upsampled.permute(0, 2, 3, 1).flatten(1, 2)
+            if basis is None:
+                basis = level_map * weights[level]
+            else:  # basis + level_map * weight in one pass, in place on the basis this method created
+                basis.addcmul_(level_map, weights[level])
         return basis
 
     def multiscale_correlation(self, q: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
         """Fused multi-scale cosine correlation of q (B, n, D) with a frame's ``correlation_basis`` -> (B, n, P)."""
         q_normalised = F.normalize(q, p=2, dim=-1)
-        return torch.baddbmm(self.ms_corr_proj.bias.to(basis.dtype), q_normalised.to(basis.dtype), basis)
+        return torch.baddbmm(self.ms_corr_proj.bias.to(basis.dtype), q_normalised.to(basis.dtype),
+                             basis.transpose(1, 2))
 
     # --------------------------------------------------------------------------------------------- one frame step
     def init_state(self, batch: int, num_queries: int, like: torch.Tensor) -> TrackerState:
