@@ -71,6 +71,33 @@ def fused_attention(
     return linear(attended.transpose(1, 2).flatten(2), mha.out_proj.weight, mha.out_proj.bias)
 
 
+def single_query_attention(
+    mha: nn.MultiheadAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """``fused_attention`` for one query row per sequence (q (B, 1, C)), without projecting the keys and values.
+
+    Per head h, q_h . (W_k,h k_j + b_k,h) = (W_k,h^T q_h) . k_j + q_h . b_k,h, and the last term is the same for
+    every key, so softmax drops it; the attention-weighted sum of W_v,h v_j + b_v,h is W_v,h (sum_j a_j v_j) +
+    b_v,h, the weights summing to one. So the query is carried into the keys' space and the weighted sum is
+    projected once: O(heads * C * L) per sequence instead of O(C^2 * L) for the key and value projections.
+    A query whose keys are all masked gets an undefined row (NaN); the caller zeroes it.
+    """
+    batch, _, dim = q.shape
+    heads = mha.num_heads
+    head_dim = dim // heads
+    weight, bias = mha.in_proj_weight, mha.in_proj_bias
+    q_p = linear(q, weight[:dim], bias[:dim]).view(batch, heads, head_dim) * head_dim**-0.5
+    key_weight = weight[dim:2 * dim].view(heads, head_dim, dim)
+    value_weight = weight[2 * dim:].view(heads, head_dim, dim)
+    query_in_key_space = torch.einsum("bhe,hec->bhc", q_p, key_weight)  # (B, heads, C)
+    scores = torch.bmm(query_in_key_space, k.transpose(1, 2))  # (B, heads, L)
+    if mask is not None:
+        scores = scores.masked_fill(mask[:, None, :], float("-inf"))
+    mixed_values = torch.bmm(scores.softmax(dim=-1), v)  # (B, heads, C)
+    attended = torch.einsum("bhc,hec->bhe", mixed_values, value_weight).reshape(batch, 1, dim) + bias[2 * dim:]
+    return linear(attended, mha.out_proj.weight, mha.out_proj.bias)
+
+
 class MHABlock(_FeedForward):
     """Post-norm multi-head attention block; a query whose keys are all masked receives no attention update."""
 
@@ -84,10 +111,13 @@ class MHABlock(_FeedForward):
         """q (B, N, C), k/v (B, S, C), mask (B, S) with True = ignore this key.
 
         q may be a subset of the rows of k (e.g. only the rows whose output is needed): each row's result is
-        the same as when all rows are passed. Training keeps ``nn.MultiheadAttention`` (attention dropout).
+        the same as when all rows are passed; a single query row takes ``single_query_attention``. Training keeps
+        ``nn.MultiheadAttention`` (attention dropout).
         """
         if self.training:
             attended = self.mha(q, k, v, key_padding_mask=mask, need_weights=False)[0]
+        elif q.shape[1] == 1 and k.shape[1] > self.mha.num_heads:
+            attended = single_query_attention(self.mha, q, k, v, mask)
         else:
             attended = fused_attention(self.mha, q, k, v, mask)
         attended = self.dropout1(attended)

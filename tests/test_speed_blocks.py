@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.blocks import MHABlock, fused_attention
+from model.blocks import MHABlock, fused_attention, single_query_attention
 from model.msda import deformable_sampling, deformable_sampling_per_level
 from model.onednn import linear, onednn_applies, onednn_weight, relu_feed_forward
 from model.trackon import StepPlan, TrackOn2
@@ -218,3 +218,33 @@ def test_chunked_memory_attention_matches_whole_sequences(monkeypatch, query_onl
         assert new_memory is None
     else:
         assert (new_memory - expected[:, :-1]).abs().max() < TIGHT
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_single_query_attention_matches_multihead_attention(masked):
+    """Keys and values never projected: the query is carried into the keys' space, the weighted sum projected."""
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).double().eval()
+    g = _generator(5)
+    q = torch.randn(6, 1, 16, generator=g, dtype=torch.float64)
+    k = torch.randn(6, 9, 16, generator=g, dtype=torch.float64)
+    v = torch.randn(6, 9, 16, generator=g, dtype=torch.float64)
+    mask = torch.rand(6, 9, generator=g) < 0.4 if masked else None
+    if masked:
+        mask[:, 0] = False
+    with torch.no_grad():
+        expected = mha(q, k, v, key_padding_mask=mask, need_weights=False)[0]
+        assert (single_query_attention(mha, q, k, v, mask) - expected).abs().max() < TIGHT
+
+
+def test_single_query_block_zeroes_a_query_whose_keys_are_all_masked():
+    torch.manual_seed(0)
+    block = MHABlock(16, 4).double().eval()
+    q, kv = torch.randn(3, 1, 16, dtype=torch.float64), torch.randn(3, 8, 16, dtype=torch.float64)
+    mask = torch.zeros(3, 8, dtype=torch.bool)
+    mask[1] = True
+    with torch.no_grad():
+        out = block(q, kv, kv, mask)
+        no_attention = block._finish(q[1:2], torch.zeros_like(q[1:2]))
+    assert torch.isfinite(out).all()
+    assert (out[1:2] - no_attention).abs().max() < TIGHT
