@@ -211,7 +211,8 @@ def report_lines(result: BenchmarkResult) -> list[str]:
     where = "GPU memory" if result.peak_memory_kind.startswith("cuda") else "process RSS"
     lines = [
         f"[Setup] {result.num_queries} queries, memory size {result.memory_size}, batch {result.batch}, "
-        f"{result.device}{', bf16 autocast' if result.amp else ''}, {result.timed_clips} timed clips / {result.timed_frames} frames",
+        f"{result.device}{', bf16 autocast' if result.amp else ''}, "
+        f"{result.timed_clips} timed clips / {result.timed_frames} frames",
         f"[Speed] Model-only FPS: {result.model_fps:.2f} frames/s",
         f"[Speed] End-to-end FPS: {result.end_to_end_fps:.2f} frames/s (includes H2D + postproc)",
         f"[Memory] Peak {where}: {gib:.2f} GB",

@@ -80,7 +80,7 @@ def single_query_attention(
     every key, so softmax drops it; the attention-weighted sum of W_v,h v_j + b_v,h is W_v,h (sum_j a_j v_j) +
     b_v,h, the weights summing to one. So the query is carried into the keys' space and the weighted sum is
     projected once: O(heads * C * L) per sequence instead of O(C^2 * L) for the key and value projections.
-    A query whose keys are all masked gets an undefined row (NaN); the caller zeroes it.
+    A query whose keys are all masked attends to nothing (its row is the value bias); the caller zeroes it.
     """
     batch, _, dim = q.shape
     heads = mha.num_heads
@@ -93,7 +93,10 @@ def single_query_attention(
     scores = torch.bmm(query_in_key_space, k.transpose(1, 2))  # (B, heads, L)
     if mask is not None:
         scores = scores.masked_fill(mask[:, None, :], float("-inf"))
-    mixed_values = torch.bmm(scores.softmax(dim=-1), v)  # (B, heads, C)
+    weights = scores.softmax(dim=-1)
+    if mask is not None:  # a query whose keys are all masked: zero weights, not NaN (nor NaN gradients)
+        weights = weights.masked_fill(mask.all(dim=1)[:, None, None], 0.0)
+    mixed_values = torch.bmm(weights, v)  # (B, heads, C)
     attended = torch.einsum("bhc,hec->bhe", mixed_values, value_weight).reshape(batch, 1, dim) + bias[2 * dim:]
     return linear(attended, mha.out_proj.weight, mha.out_proj.bias)
 

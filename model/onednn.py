@@ -3,8 +3,9 @@
 On the CPUs this was measured on, PyTorch's default float32 BLAS reaches about half of oneDNN's throughput on
 the tracker's matmuls. ``F.linear`` runs oneDNN's kernel when its operands are in oneDNN's layout
 (``Tensor.to_mkldnn``), so the helpers below convert the activations per call (cheap next to the matmul) and
-convert the result back; the converted weights are kept until the parameter they view changes. They fall back to plain ``F.linear`` whenever gradients are recorded, under autocast,
-off the CPU, for dtypes other than float32, or where PyTorch was built without oneDNN. Only the accumulation
+convert the result back; frozen weights are converted once and kept until the parameter they view changes. They
+fall back to plain ``F.linear`` whenever gradients are recorded, under autocast, off the CPU, for dtypes other
+than float32, or where PyTorch was built without oneDNN. Only the accumulation
 order differs from the default path (float32 rounding, no approximation).
 """
 
@@ -29,8 +30,9 @@ def onednn_applies(x: torch.Tensor) -> bool:
     )
 
 
-# id(parameter) -> (weak reference to it, {view key: (parameter version, the view in oneDNN layout)})
-_WEIGHT_COPIES: dict[int, tuple[weakref.ref, dict[tuple, tuple[int, torch.Tensor]]]] = {}
+# id(owner) -> (weak reference to the owner, the owner's data pointer, {view key: (owner version, source view,
+# the view in oneDNN layout)}). The source view is held so that its storage cannot be freed and its address reused.
+_WEIGHT_COPIES: dict[int, tuple[weakref.ref, int, dict[tuple, tuple[int, torch.Tensor, torch.Tensor]]]] = {}
 
 
 def _forget(owner_id: int) -> None:
@@ -38,23 +40,28 @@ def _forget(owner_id: int) -> None:
 
 
 def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
-    """``weight.to_mkldnn()``, converted once and reused while the tensor it belongs to (the parameter a slice views)
-    keeps its storage and is not modified in place (its version counter, which every in-place write bumps).
-    Inference tensors have no version counter and are converted every time."""
+    """``weight.to_mkldnn()``, converted once and reused for frozen weights (``requires_grad`` False, as in the
+    frozen ViT and a ``Predictor``'s model) while the tensor they belong to (the parameter a slice views) keeps its
+    storage and is not modified in place (its version counter, which in-place writes bump; writes through
+    ``.data`` do not, so a frozen weight changed that way must be reloaded with ``load_state_dict`` or
+    ``copy_``). Trainable weights, whose optimiser may write them without bumping the version (fused AdamW),
+    and inference tensors (no version counter) are converted every time."""
     owner = weight if weight._base is None else weight._base
-    if owner.is_inference():
+    if owner.requires_grad or owner.is_inference():
         return weight.to_mkldnn()
     entry = _WEIGHT_COPIES.get(id(owner))
-    if entry is None or entry[0]() is not owner:
-        entry = (weakref.ref(owner), {})
+    if entry is None or entry[0]() is not owner or entry[1] != owner.data_ptr():
+        if entry is None or entry[0]() is not owner:
+            weakref.finalize(owner, _forget, id(owner))
+        entry = (weakref.ref(owner), owner.data_ptr(), {})  # new owner or new storage: older copies are dropped
         _WEIGHT_COPIES[id(owner)] = entry
-        weakref.finalize(owner, _forget, id(owner))
     key = (weight.data_ptr(), tuple(weight.shape), weight.stride())
-    cached = entry[1].get(key)
-    if cached is not None and cached[0] == owner._version:
-        return cached[1]
+    version = owner._version
+    cached = entry[2].get(key)
+    if cached is not None and cached[0] == version:
+        return cached[2]
     converted = weight.to_mkldnn()
-    entry[1][key] = (owner._version, converted)
+    entry[2][key] = (version, weight, converted)
     return converted
 
 

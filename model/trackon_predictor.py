@@ -65,7 +65,8 @@ class FrameTracks:
 
 
 class Predictor(nn.Module):
-    """Track-On2 with a loaded checkpoint, inference-time memory extension and support queries."""
+    """Track-On2 with a loaded checkpoint, inference-time memory extension and support queries; its model's
+    parameters are frozen (``requires_grad`` False)."""
 
     def __init__(
         self,
@@ -86,7 +87,7 @@ class Predictor(nn.Module):
             load_state_dict_strict(self.model, read_checkpoint(checkpoint_path), source=str(checkpoint_path))
         if config.M_i != config.M:
             self.model.memory_extension(config.M_i)
-        self.model.eval()
+        self.model.eval().requires_grad_(False)  # an inference wrapper: frozen weights (oneDNN keeps them converted)
         self.delta_v = float(config.delta_v)
         self.support_grid_size = support_grid_size
         self.allow_outside_queries = allow_outside_queries

@@ -155,23 +155,26 @@ def test_compare_speed_runs_two_checkouts_on_the_same_weights(tmp_path) -> None:
     result = json.loads(summary_file.read_text())
     assert result["summary"]["max_trajectory_diff_px"] == 0.0 and result["summary"]["visibility_flips"] == 0
     assert result["summary"]["visibility_entries"] == 2 * 3  # the support grid is not returned
-    assert result["summary"]["top_k_tie_flips"] == [] and result["summary"]["max_trajectory_diff_px_without_tie_flips"] == 0
+    summary = result["summary"]
+    assert summary["top_k_tie_flips"] == [] and summary["top_k_changes_beyond_ties"] == 0
+    assert summary["max_trajectory_diff_px_without_tie_flips"] == 0
     assert set(result["rounds"][0]["candidate"]["stages_ms"]) == set(STAGES)
     assert "aten::" in (tmp_path / "work" / "candidate_0.json.profile.txt").read_text()
 
 
-def test_top_k_tie_flips_are_found_with_their_score_gap() -> None:
+def test_top_k_set_changes_are_found_with_their_score_gap() -> None:
     spec = importlib.util.spec_from_file_location("compare_speed", ROOT / "scripts" / "compare_speed.py")
     compare_speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare_speed)
     values = torch.tensor([0.9, 0.5, 0.49999997]).expand(2, 4, 3).clone()  # (T, N, K + 1) with K = 2
+    values[0, 1] = torch.tensor([0.9, 0.5, 0.2])
     indices = torch.tensor([7, 3, 5]).expand(2, 4, 3).clone()
     swapped = indices.clone()
     swapped[1, 2] = torch.tensor([7, 5, 3])  # frame 1, query 2 takes the (K+1)-th patch instead of the K-th
-    swapped[0, 3] = torch.tensor([3, 7, 5])  # same set in another order: not a flip
-    flips = compare_speed.top_k_tie_flips({"top_k_values": values, "top_k_indices": indices},
-                                          {"top_k_values": values, "top_k_indices": swapped}, num_user=4)
-    assert [(f["frame"], f["query"]) for f in flips] == [(1, 2)]
-    assert flips[0]["gap_to_next"] == pytest.approx(3e-8, abs=1e-8)
-    assert compare_speed.top_k_tie_flips({"top_k_values": values, "top_k_indices": indices},
-                                         {"top_k_values": values, "top_k_indices": swapped}, num_user=2) == []
+    swapped[0, 3] = torch.tensor([3, 7, 5])  # same set in another order: not a change
+    swapped[0, 1] = torch.tensor([7, 5, 3])  # a change where the scores are far apart: not a tie
+    changes = compare_speed.top_k_set_changes({"top_k_values": values, "top_k_indices": indices},
+                                              {"top_k_values": values, "top_k_indices": swapped}, tie_tolerance=1e-5)
+    assert [(c["frame"], c["query"], c["tie"]) for c in changes] == [(0, 1, False), (1, 2, True)]
+    assert changes[1]["gap_to_next"] == pytest.approx(3e-8, abs=1e-8)
+    assert changes[0]["gap_to_next"] == pytest.approx(0.3)
