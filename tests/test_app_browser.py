@@ -138,6 +138,14 @@ def _loaded_image(driver, css: str):
                  f"no image at {css}")
 
 
+def _loaded_image_size(driver, css: str) -> list[int]:
+    """[width, height] of the first loaded image at ``css``, read in one script call: the live view swaps its image
+    for every frame, so an element found loaded may be loading the next frame by the time it is read again."""
+    script = ("const img = [...document.querySelectorAll(arguments[0])].find(i => i.naturalWidth > 0);"
+              "return img ? [img.naturalWidth, img.naturalHeight] : null;")
+    return _wait(driver, lambda d: d.execute_script(script, css), f"no image at {css}")
+
+
 def _download_links(driver) -> dict | None:
     """The download links by file name, once all three are listed."""
     links = {a.get_attribute("download"): a for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a[download]")}
@@ -259,9 +267,7 @@ def test_live_tab_tracks_the_webcam_and_adds_clicked_points(app_url, tmp_path):
         _find(driver, "#live_camera div[title='grant webcam access'] button").click()
         _find(driver, "#live_camera button[aria-label='capture photo']").click()
         _wait(driver, lambda d: "frames/s" in _text(d, "live_status"), "no frame came back")
-        view = _loaded_image(driver, "#live_view img")
-        size = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", view)
-        assert size == [320, 240]
+        assert _loaded_image_size(driver, "#live_view img") == [320, 240]
         assert _saturated_pixels(driver) <= 10, "markers drawn before any point was added"
 
         for count, (x, y) in enumerate([(80, 120), (240, 60)], start=1):
