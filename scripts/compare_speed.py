@@ -241,6 +241,8 @@ def parse_args() -> argparse.Namespace:
     if min(args.rounds, args.frames, args.queries, args.memory_size) < 1 or min(args.warmup, args.support_grid) < 0:
         parser.error("--rounds, --frames, --queries and --memory_size must be positive, --warmup and "
                      "--support_grid >= 0")
+    if args.tie_tolerance < 0:
+        parser.error("--tie_tolerance must be >= 0")
     if not Path(args.config).is_file():
         parser.error(f"--config: file not found: {args.config}")
     args.config = str(Path(args.config).resolve())
