@@ -5,8 +5,8 @@ the tracker's matmuls. ``F.linear`` runs oneDNN's kernel when its operands are i
 (``Tensor.to_mkldnn``), so the helpers below convert the activations per call (cheap next to the matmul) and
 convert the result back; frozen weights are converted once and kept until the parameter they view changes. They
 fall back to plain ``F.linear`` whenever gradients are recorded, under autocast, off the CPU, for dtypes other
-than float32, or where PyTorch was built without oneDNN. Only the accumulation
-order differs from the default path (float32 rounding, no approximation).
+than float32, or where PyTorch was built without oneDNN. Only the accumulation order differs from the default
+path (float32 rounding, no approximation).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ def onednn_applies(x: torch.Tensor) -> bool:
     )
 
 
-# id(owner) -> (weak reference to the owner, the owner's data pointer, {view key: (owner version, source view,
-# the view in oneDNN layout)}). The source view is held so that its storage cannot be freed and its address reused.
-_WEIGHT_COPIES: dict[int, tuple[weakref.ref, int, dict[tuple, tuple[int, torch.Tensor, torch.Tensor]]]] = {}
+# id(owner) -> (weak reference to the owner, its storage, {view key: (owner version, the view in oneDNN layout)}).
+# The storage is held (not the owner, which must stay collectable) so that, should the owner be given new storage,
+# the old buffer's address cannot be reused for it unnoticed.
+_WEIGHT_COPIES: dict[int, tuple[weakref.ref, torch.UntypedStorage, dict[tuple, tuple[int, torch.Tensor]]]] = {}
 
 
 def _forget(owner_id: int) -> None:
@@ -50,18 +51,19 @@ def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
     if owner.requires_grad or owner.is_inference():
         return weight.to_mkldnn()
     entry = _WEIGHT_COPIES.get(id(owner))
-    if entry is None or entry[0]() is not owner or entry[1] != owner.data_ptr():
+    storage = owner.untyped_storage()
+    if entry is None or entry[0]() is not owner or entry[1].data_ptr() != storage.data_ptr():
         if entry is None or entry[0]() is not owner:
             weakref.finalize(owner, _forget, id(owner))
-        entry = (weakref.ref(owner), owner.data_ptr(), {})  # new owner or new storage: older copies are dropped
+        entry = (weakref.ref(owner), storage, {})  # new owner or new storage: older copies are dropped
         _WEIGHT_COPIES[id(owner)] = entry
     key = (weight.data_ptr(), tuple(weight.shape), weight.stride())
     version = owner._version
     cached = entry[2].get(key)
     if cached is not None and cached[0] == version:
-        return cached[2]
+        return cached[1]
     converted = weight.to_mkldnn()
-    entry[2][key] = (version, weight, converted)
+    entry[2][key] = (version, converted)
     return converted
 
 

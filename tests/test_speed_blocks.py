@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn as nn
@@ -150,6 +153,12 @@ def test_converted_weights_are_reused_until_the_parameter_changes():
             layer.weight.data = torch.randn(24, 16)
             assert (linear(x, layer.weight, layer.bias) - layer(x)).abs().max() < 1e-5
         assert len(onednn._WEIGHT_COPIES[id(layer.weight)][2]) == 1  # copies of the old storages are dropped
+        layer.half().float()  # a dtype round trip gives new storage, possibly at a freed buffer's address
+        assert (linear(x, layer.weight, layer.bias) - layer(x)).abs().max() < 1e-5
+        alive = weakref.ref(layer.weight)
+        del layer, top
+        gc.collect()
+        assert alive() is None  # the cache does not keep a parameter alive
         trainable = nn.Linear(16, 24)
         assert onednn_weight(trainable.weight) is not onednn_weight(trainable.weight)  # never cached
     with torch.inference_mode():
