@@ -109,9 +109,11 @@ class MHABlock(_FeedForward):
         super().__init__(hidden_size, mlp_drop, mha)
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+        may_mask_all_keys: bool = True,
     ) -> torch.Tensor:
-        """q (B, N, C), k/v (B, S, C), mask (B, S) with True = ignore this key.
+        """q (B, N, C), k/v (B, S, C), mask (B, S) with True = ignore this key. ``may_mask_all_keys`` False tells
+        that no mask row is all True (the zeroing of such rows is then skipped).
 
         q may be a subset of the rows of k (e.g. only the rows whose output is needed): each row's result is
         the same as when all rows are passed; a single query row takes ``single_query_attention``. Training keeps
@@ -124,9 +126,8 @@ class MHABlock(_FeedForward):
         else:
             attended = fused_attention(self.mha, q, k, v, mask)
         attended = self.dropout1(attended)
-        if mask is not None:
-            all_masked = mask.all(dim=1)
-            attended = attended.masked_fill(all_masked[:, None, None], 0.0)
+        if mask is not None and may_mask_all_keys:
+            attended = attended.masked_fill(mask.all(dim=1)[:, None, None], 0.0)
         return self._finish(q, attended)
 
 

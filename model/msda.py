@@ -5,7 +5,7 @@ parameters (``sampling_offsets``, ``attention_weights``, ``value_proj``, ``outpu
 and the same forward, including mmcv's habit of adding the residual (the query passed in) to its output. mmcv's
 compiled kernel is used only when mmcv imports and the inputs are on CUDA in float32 / float16; otherwise the
 bilinear sampling runs per level through ``grid_sample`` on CUDA and as one weighted gather over all levels
-(``deformable_sampling``) on the CPU.
+(``deformable_gather``) on the CPU.
 """
 
 from __future__ import annotations
@@ -60,15 +60,21 @@ PAD = 2
 
 
 class LevelConstants(NamedTuple):
-    """Per-level sizes as (L, 1) columns: widths/heights in the compute dtype and, for the zero-padded value table
-    of ``deformable_sampling``, the padded widths and the first row of each padded level."""
+    """Per-level constants of the gather, built once per (shapes, device, dtype).
 
-    width: torch.Tensor
-    height: torch.Tensor
-    width_int: torch.Tensor
-    height_int: torch.Tensor
+    ``size_xy`` (L, 2) holds each level's (W_l, H_l) in the compute dtype; ``corner_min`` / ``corner_max`` (L, 2)
+    bound the first bilinear corner so that both corners of an axis stay inside the zero-padded map. Counted in
+    tokens of the padded maps, level l's cell (0, 0) is ``level_origin[l]`` (L, 1), one step in y is
+    ``padded_width[l]`` (L, 1), and ``corner_steps[l]`` (L, 4) leads from the first bilinear corner to the four.
+    """
+
+    size_xy: torch.Tensor
+    corner_min: torch.Tensor
+    corner_max: torch.Tensor
     padded_width: torch.Tensor
-    padded_start: torch.Tensor
+    level_origin: torch.Tensor
+    corner_steps: torch.Tensor
+    padded_tokens: int
 
 
 @functools.lru_cache(maxsize=64)
@@ -78,31 +84,97 @@ def level_constants(spatial_shapes: tuple[tuple[int, int], ...], device: torch.d
 
     Created outside inference mode so that the cached tensors can also serve training steps.
     """
-    widths = [width for _, width in spatial_shapes]
-    heights = [height for height, _ in spatial_shapes]
-    padded_widths = [width + 2 * PAD for width in widths]
-    starts = [0]
-    for height, padded_width in zip(heights[:-1], padded_widths[:-1]):
-        starts.append(starts[-1] + (height + 2 * PAD) * padded_width)
+    padded_widths = [width + 2 * PAD for _, width in spatial_shapes]
+    origins, start = [], 0
+    for (height, _), padded_width in zip(spatial_shapes, padded_widths):
+        origins.append(start + PAD * padded_width + PAD)
+        start += (height + 2 * PAD) * padded_width
 
-    def column(values: list[int], kind: torch.dtype) -> torch.Tensor:
-        return torch.tensor(values, dtype=kind, device=device).view(-1, 1)
+    def table(rows: list[list[int]], kind: torch.dtype) -> torch.Tensor:
+        return torch.tensor(rows, dtype=kind, device=device)
 
     with torch.inference_mode(False):
-        return LevelConstants(column(widths, dtype), column(heights, dtype), column(widths, torch.long),
-                              column(heights, torch.long), column(padded_widths, torch.long),
-                              column(starts, torch.long))
+        return LevelConstants(
+            size_xy=table([[width, height] for height, width in spatial_shapes], dtype),
+            corner_min=table([[-PAD, -PAD]] * len(spatial_shapes), dtype),
+            corner_max=table([[width + PAD - 2, height + PAD - 2] for height, width in spatial_shapes], dtype),
+            padded_width=table([[width] for width in padded_widths], torch.long),
+            level_origin=table([[origin] for origin in origins], torch.long),
+            corner_steps=table([[0, 1, width, width + 1] for width in padded_widths], torch.long),
+            padded_tokens=start,
+        )
 
 
 def padded_value_table(value: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-    """(B, S, heads, Ch) level tokens -> (B * heads * S_pad, Ch): per (batch, head), every level's map with PAD
-    zero cells on each side, flattened row-major and concatenated over levels (the gather's table)."""
+    """(B, S, heads, Ch) level tokens -> (B * S_pad * heads, Ch): every level's map with PAD zero cells on each
+    side, in token order (row-major per level, levels concatenated), each token's heads in consecutive rows.
+
+    Token order keeps the layout of ``value``: each level is copied once, as whole rows, into a zeroed table.
+    """
     batch, _, heads, channels = value.shape
-    maps = []
+    sizes = level_constants(tuple(map(tuple, spatial_shapes)), value.device, value.dtype)
+    table = value.new_zeros(batch, sizes.padded_tokens, heads, channels)
+    start = 0
     for level_tokens, (height, width) in zip(value.split([h * w for h, w in spatial_shapes], dim=1), spatial_shapes):
-        level_map = level_tokens.view(batch, height, width, heads, channels).permute(0, 3, 1, 2, 4)
-        maps.append(F.pad(level_map, (0, 0, PAD, PAD, PAD, PAD)).flatten(2, 3))
-    return torch.cat(maps, dim=2).reshape(-1, channels)
+        padded = (height + 2 * PAD, width + 2 * PAD)
+        level_map = table[:, start:start + padded[0] * padded[1]].view(batch, *padded, heads, channels)
+        level_map[:, PAD:PAD + height, PAD:PAD + width] = level_tokens.view(batch, height, width, heads, channels)
+        start += padded[0] * padded[1]
+    return table.view(-1, channels)
+
+
+def pixel_locations(reference_points: torch.Tensor, offsets: torch.Tensor,
+                    size_xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grid_sample``'s pixel coordinates (align_corners=False) of mmcv's sampling locations, as (x, y).
+
+    mmcv samples at ``reference + offset / size`` in [0, 1], i.e. at pixel ``(reference + offset / size) * size -
+    0.5``; this is ``reference * size - 0.5 + offset``, computed without the division. reference_points
+    (B, Q, L, 2), offsets (B, Q, heads, L, P, 2), size_xy (L, 2) -> x and y, each (B, Q, heads, L, P).
+    """
+    origin = torch.addcmul(size_xy.new_full((), -0.5), reference_points, size_xy)[:, :, None, :, None, :]
+    return offsets[..., 0] + origin[..., 0], offsets[..., 1] + origin[..., 1]
+
+
+def deformable_gather(
+    value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """Bilinear multi-scale sampling mixed by the attention weights, as one weighted gather over all levels.
+
+    ``x``, ``y`` (B, Q, heads, L, P) are ``grid_sample`` pixel coordinates (see ``pixel_locations``). Each of the
+    4 bilinear corners of every sampling point becomes one weighted row of a single ``F.embedding_bag`` over a
+    zero-padded value table in token order: no per-level maps, no stacked samples, and no inside/outside masks (a
+    corner outside its level reads a padding zero; points further out are moved onto the padding, where all four
+    corners are zero). Returns (B, Q, heads * Ch), as ``deformable_sampling_per_level``.
+    """
+    batch, _, heads, channels = value.shape
+    _, queries, _, levels, points = x.shape
+    sizes = level_constants(tuple(map(tuple, spatial_shapes)), x.device, x.dtype)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    # First corners in [-PAD, size + PAD - 2] keep both corners of an axis inside the padded map.
+    column = torch.minimum(x0.clamp_(min=-PAD), sizes.corner_max[:, 0:1]).long()
+    row = torch.minimum(y0.clamp_(min=-PAD), sizes.corner_max[:, 1:2]).long()
+    table = padded_value_table(value, spatial_shapes)
+    index_kind = torch.int32 if table.shape[0] < 2**31 else torch.long
+    # Table row of (batch b, head h, level l)'s origin: token (b * S_pad + origin_l), head h.
+    origin_token = (torch.arange(batch, device=value.device).view(batch, 1, 1, 1) * sizes.padded_tokens
+                    + sizes.level_origin.view(1, 1, levels, 1))
+    origin_row = origin_token * heads + torch.arange(heads, device=value.device).view(1, heads, 1, 1)
+    cell = torch.addcmul(column, row, sizes.padded_width)  # (B, Q, heads, L, P), tokens from the level's origin
+    first = torch.addcmul(origin_row.unsqueeze(1), cell, cell.new_full((), heads)).to(index_kind)
+    below = first + (sizes.padded_width * heads).to(index_kind)
+    rows = torch.stack([first, first + heads, below, below + heads], dim=-1)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
+    gx, gy = 1 - fx, 1 - fy
+    top, bottom = gy * attention_weights, fy * attention_weights
+    weights = torch.stack([gx * top, fx * top, gx * bottom, fx * bottom], dim=-1)
+    bags, bag_size = batch * queries * heads, levels * points * 4
+    mixed = F.embedding_bag(rows.reshape(bags, bag_size), table, mode="sum",
+                            per_sample_weights=weights.reshape(bags, bag_size).to(table.dtype))
+    return mixed.view(batch, queries, heads * channels)
 
 
 def deformable_sampling(
@@ -111,37 +183,10 @@ def deformable_sampling(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Bilinear multi-scale sampling mixed by the attention weights, as one weighted gather over all levels.
-
-    Same inputs, output and zero padding as ``deformable_sampling_per_level`` (``grid_sample`` with
-    align_corners=False), but each of the 4 bilinear corners of every sampling point becomes one weighted row of
-    a single ``F.embedding_bag`` over a zero-padded, channels-last value table: no per-level maps, no stacked
-    samples, and no inside/outside masks (a corner outside its level reads a padding zero; points further out are
-    moved to the padding, where all four corners are zero).
-    """
-    batch, _, heads, channels = value.shape
-    _, queries, _, levels, points, _ = sampling_locations.shape
+    """``deformable_gather`` with ``deformable_sampling_per_level``'s inputs (sampling locations in [0, 1])."""
     sizes = level_constants(tuple(map(tuple, spatial_shapes)), sampling_locations.device, sampling_locations.dtype)
-    x = sampling_locations[..., 0] * sizes.width - 0.5  # (B, Q, heads, L, P) pixel coordinates, as grid_sample
-    y = sampling_locations[..., 1] * sizes.height - 0.5
-    x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0
-    # First corners in [-PAD, size + PAD - 2] keep both corners of an axis inside the padded map.
-    column = torch.minimum(x0.long().clamp_(min=-PAD), sizes.width_int + (PAD - 2)) + PAD
-    row = torch.minimum(y0.long().clamp_(min=-PAD), sizes.height_int + (PAD - 2)) + PAD
-    table = padded_value_table(value, spatial_shapes)
-    per_head = table.shape[0] // (batch * heads)
-    table_offset = torch.arange(batch * heads, device=value.device).view(batch, 1, heads, 1, 1) * per_head
-    first_corner = table_offset + sizes.padded_start + row * sizes.padded_width + column
-    down = first_corner + sizes.padded_width
-    rows = torch.stack([first_corner, first_corner + 1, down, down + 1], dim=-1)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
-    gx, gy = 1 - fx, 1 - fy
-    weights = torch.stack([gx * gy * attention_weights, fx * gy * attention_weights, gx * fy * attention_weights,
-                           fx * fy * attention_weights], dim=-1)
-    bags, bag_size = batch * queries * heads, levels * points * 4
-    mixed = F.embedding_bag(rows.reshape(bags, bag_size), table, mode="sum",
-                            per_sample_weights=weights.reshape(bags, bag_size).to(table.dtype))
-    return mixed.view(batch, queries, heads * channels)
+    pixels = sampling_locations * sizes.size_xy[:, None, :] - 0.5
+    return deformable_gather(value, spatial_shapes, pixels[..., 0], pixels[..., 1], attention_weights)
 
 
 class MultiScaleDeformableAttention(nn.Module):
@@ -202,25 +247,26 @@ class MultiScaleDeformableAttention(nn.Module):
         weights = linear(query, self.attention_weights.weight, self.attention_weights.bias)
         weights = weights.view(batch, num_query, heads, levels * points)
         weights = weights.softmax(-1).view(batch, num_query, heads, levels, points)
-        sizes = level_constants(tuple(map(tuple, spatial_shapes)), offsets.device, offsets.dtype)
-        normaliser = torch.cat([sizes.width, sizes.height], -1)
-        locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
-        sampled = self._sample(projected, spatial_shapes, locations, weights)
+        sampled = self._sample(projected, spatial_shapes, reference_points, offsets, weights)
         output = linear(sampled.to(query.dtype), self.output_proj.weight, self.output_proj.bias)
         return self.dropout(output) + query
 
     @staticmethod
-    def _sample(
-        value: torch.Tensor, spatial_shapes: list[tuple[int, int]], locations: torch.Tensor, weights: torch.Tensor
-    ) -> torch.Tensor:
-        """Run the sampling in at least float32 (half-precision locations are too coarse on large maps): mmcv's
-        kernel when installed, per-level ``grid_sample`` on other CUDA devices, the single gather on the CPU."""
+    def _sample(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], reference_points: torch.Tensor,
+                offsets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Sample at ``reference + offset / size`` in at least float32 (half-precision locations are too coarse on
+        large maps): mmcv's kernel when installed, per-level ``grid_sample`` on other CUDA devices, the single
+        gather on the CPU (which takes the same locations as pixel coordinates, computed without the division)."""
         compute_dtype = torch.promote_types(value.dtype, torch.float32)
-        if _MmcvFunction is not None and value.is_cuda and compute_dtype == torch.float32:
+        value, reference_points, offsets, weights = (
+            tensor.to(compute_dtype) for tensor in (value, reference_points, offsets, weights))
+        sizes = level_constants(tuple(map(tuple, spatial_shapes)), value.device, compute_dtype)
+        if not value.is_cuda:
+            x, y = pixel_locations(reference_points, offsets, sizes.size_xy)
+            return deformable_gather(value, spatial_shapes, x, y, weights)
+        locations = reference_points[:, :, None, :, None, :] + offsets / sizes.size_xy[:, None, :]
+        if _MmcvFunction is not None and compute_dtype == torch.float32:
             shapes = torch.tensor(spatial_shapes, dtype=torch.long, device=value.device)
             starts = torch.cat([shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]])
-            return _MmcvFunction.apply(
-                value.float(), shapes, starts, locations.float(), weights.float(), 64
-            )
-        sample = deformable_sampling_per_level if value.is_cuda else deformable_sampling
-        return sample(value.to(compute_dtype), spatial_shapes, locations.to(compute_dtype), weights.to(compute_dtype))
+            return _MmcvFunction.apply(value, shapes, starts, locations, weights, 64)
+        return deformable_sampling_per_level(value, spatial_shapes, locations, weights)

@@ -263,7 +263,7 @@ class TrackOn2(nn.Module):
         dim = self.D
         skip = plan.empty_slots
         q = state.q_init[:, columns]
-        memory = state.memory[:, columns, skip:].reshape(batch * num, self.M - skip, dim)
+        memory = self._memory_chunks(state.memory[:, columns, skip:].reshape(batch * num, self.M - skip, dim))
         memory_mask = state.memory_mask[:, columns, skip:].reshape(batch * num, self.M - skip)
         query_mask = None if plan.all_active else ~sub_active
         current_slot = torch.zeros(batch * num, 1, dtype=torch.bool, device=q.device)
@@ -294,38 +294,44 @@ class TrackOn2(nn.Module):
                           reranked.s_logit_top_k, reranked.p_patch_top_k, q)
         return columns, step
 
-    def _memory_layer(self, layer: int, memory: torch.Tensor, q: torch.Tensor, t_embedding: torch.Tensor,
-                      key_mask: torch.Tensor, query_only: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Memory attention of layer ``layer`` over the S sequences (memory slots (S, L - 1, D), then the query
-        (S, D)); returns the updated memory (None with ``query_only``) and query.
+    @staticmethod
+    def _memory_chunks(memory: torch.Tensor) -> list[torch.Tensor]:
+        """The S sequences' memory rows (S, L - 1, D) in the chunks that memory attention processes one at a time:
+        on the CPU about MEMORY_CHUNK_ROWS rows each, so that a chunk is assembled and processed while in cache;
+        on other devices one chunk."""
+        count, length = memory.shape[0], memory.shape[1] + 1
+        rows = count if memory.device.type != "cpu" else MEMORY_CHUNK_ROWS // length
+        return list(memory.split(max(1, rows)))
 
-        With ``query_only`` only the query row is computed (the last layer's memory rows are discarded). On the
-        CPU the sequences go in chunks of about MEMORY_CHUNK_ROWS rows, each assembled and processed while it is
-        in cache and written straight into the outputs; every row's result is the same either way.
+    def _memory_layer(self, layer: int, chunks: list[torch.Tensor], q: torch.Tensor, t_embedding: torch.Tensor,
+                      key_mask: torch.Tensor, query_only: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Memory attention of layer ``layer`` over the S sequences, each its memory rows then the query (S, D).
+
+        ``chunks`` hold the memory rows in consecutive groups of sequences, as ``_memory_chunks`` or a previous
+        layer's outputs (whose last row, that layer's query, is replaced by ``q``). Returns this layer's outputs
+        per chunk ((s, L, D), or (s, 1, D) with ``query_only``: the last layer's memory rows are discarded) and the
+        updated query (S, D). Every row's result is the same as for all sequences at once.
         """
         block = self.memory_attention[layer]
-        count, length = memory.shape[0], memory.shape[1] + 1
-        chunk = count if memory.is_cuda else max(1, MEMORY_CHUNK_ROWS // length)
-        if chunk >= count:
-            out = self._memory_chunk(block, memory, q, t_embedding, key_mask, query_only)
-            return (None, out[:, 0]) if query_only else (out[:, :-1], out[:, -1])
-        new_memory = None if query_only else torch.empty_like(memory)
-        new_q = torch.empty_like(q)
-        for begin in range(0, count, chunk):
-            rows = slice(begin, begin + chunk)
-            out = self._memory_chunk(block, memory[rows], q[rows], t_embedding, key_mask[rows], query_only)
-            new_q[rows] = out[:, -1]
-            if new_memory is not None:
-                new_memory[rows] = out[:, :-1]
-        return new_memory, new_q
+        slots = key_mask.shape[1] - 1
+        outputs, begin = [], 0
+        for chunk in chunks:
+            rows = slice(begin, begin + chunk.shape[0])
+            outputs.append(self._memory_chunk(block, chunk[:, :slots], q[rows], t_embedding, key_mask[rows],
+                                              query_only))
+            begin = rows.stop
+        new_q = outputs[0][:, -1] if len(outputs) == 1 else torch.cat([out[:, -1] for out in outputs])
+        return outputs, new_q
 
     @staticmethod
     def _memory_chunk(block: MHABlock, memory: torch.Tensor, q: torch.Tensor, t_embedding: torch.Tensor,
                       key_mask: torch.Tensor, query_only: bool) -> torch.Tensor:
-        """One memory-attention block over whole sequences (memory rows, then the query) -> (s, L or 1, D)."""
+        """One memory-attention block over whole sequences (memory rows, then the query) -> (s, L or 1, D).
+
+        The query's own slot (the last key) is never masked, so no row has all its keys masked."""
         part = torch.cat([memory, q.unsqueeze(1)], dim=1)
         keyed = part + t_embedding
-        return block(keyed[:, -1:] if query_only else keyed, keyed, part, key_mask)
+        return block(keyed[:, -1:] if query_only else keyed, keyed, part, key_mask, may_mask_all_keys=False)
 
     @staticmethod
     def push_memory(state: TrackerState, columns: Columns, q: torch.Tensor, active: torch.Tensor) -> None:

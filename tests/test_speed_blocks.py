@@ -11,7 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.blocks import MHABlock, fused_attention, single_query_attention
-from model.msda import deformable_sampling, deformable_sampling_per_level
+from model.msda import (MultiScaleDeformableAttention, deformable_sampling, deformable_sampling_per_level,
+                        level_constants)
 from model.onednn import linear, onednn_applies, onednn_weight, relu_feed_forward
 from model.trackon import StepPlan, TrackOn2
 from tests.tiny_model import tiny_config
@@ -37,6 +38,23 @@ def test_weighted_gather_matches_grid_sample(low, high):
     reference = deformable_sampling_per_level(value, shapes, locations, weights)
     assert fast.shape == (2, 30, 32)
     assert (fast - reference).abs().max() < TIGHT
+
+
+def test_module_sampling_at_pixels_matches_mmcv_locations():
+    """The CPU path samples at reference * size - 0.5 + offset (no division); mmcv's locations are
+    reference + offset / size in [0, 1]."""
+    shapes = [(12, 16), (6, 8), (3, 4)]
+    g = _generator(3)
+    value = torch.randn(2, sum(h * w for h, w in shapes), 4, 8, generator=g, dtype=torch.float64)
+    reference = torch.rand(2, 25, 3, 2, generator=g, dtype=torch.float64)
+    offsets = torch.randn(2, 25, 4, 3, 4, 2, generator=g, dtype=torch.float64) * 5
+    weights = torch.rand(2, 25, 4, 3, 4, generator=g, dtype=torch.float64)
+    size_xy = level_constants(tuple(shapes), torch.device("cpu"), torch.float64).size_xy
+    assert size_xy.tolist() == [[16, 12], [8, 6], [4, 3]]
+    locations = reference[:, :, None, :, None, :] + offsets / size_xy[:, None, :]
+    expected = deformable_sampling_per_level(value, shapes, locations, weights)
+    sampled = MultiScaleDeformableAttention._sample(value, shapes, reference, offsets, weights)
+    assert (sampled - expected).abs().max() < TIGHT
 
 
 def test_weighted_gather_accepts_zero_queries():
@@ -117,6 +135,21 @@ def test_correlation_basis_matches_upsample_then_conv():
         fast = model.multiscale_correlation(q, model.correlation_basis(pyramid))
         reference = _straightforward_correlation(model, q, pyramid)
     assert (fast - reference).abs().max() < TIGHT
+
+
+def test_onednn_calls_in_chunks_of_rows_match_one_pass(monkeypatch):
+    torch.manual_seed(0)
+    first, second = nn.Linear(32, 64), nn.Linear(64, 32)
+    x = torch.randn(3, 50, 32)
+    with torch.no_grad():
+        whole = relu_feed_forward(x, first, second)
+        whole_linear = linear(x, first.weight, first.bias)
+        monkeypatch.setattr("model.onednn.CHUNK_BYTES", 64 * 4 * 7)  # chunks of 7 rows
+        chunked = relu_feed_forward(x, first, second)
+        chunked_linear = linear(x, first.weight, first.bias)
+    assert chunked.shape == (3, 50, 32) and chunked_linear.shape == (3, 50, 64)
+    assert (chunked - whole).abs().max() < 1e-6 and (chunked_linear - whole_linear).abs().max() < 1e-6
+    assert (whole - second(F.relu(first(x)))).abs().max() < 1e-5
 
 
 def test_onednn_linear_and_feed_forward_match_the_default_path():
@@ -216,26 +249,34 @@ def test_empty_memory_slots_are_skipped_on_the_cpu_only():
 
 @pytest.mark.parametrize("query_only", [False, True])
 def test_chunked_memory_attention_matches_whole_sequences(monkeypatch, query_only):
-    """Chunked over sequences and written straight into the outputs, as the straightforward block call on the
-    concatenated sequences (memory rows, then the query; keys and queries carry the time embedding)."""
+    """Two memory layers chunked over sequences (the second reusing the first's chunk outputs, query row replaced),
+    as the straightforward block calls on the concatenated sequences (memory rows, then the query; keys and
+    queries carry the time embedding)."""
     model = _tracked_model()
     g = _generator(4)
     count, slots, dim = 11, model.M, model.D
     memory = torch.randn(count, slots, dim, generator=g, dtype=torch.float64)
     q = torch.randn(count, dim, generator=g, dtype=torch.float64)
+    next_q = torch.randn(count, dim, generator=g, dtype=torch.float64)
     key_mask = torch.rand(count, slots + 1, generator=g) < 0.3
     key_mask[:, -1] = False
-    sequence = torch.cat([memory, q[:, None]], dim=1)
-    keyed = sequence + model.t_embedding
-    block = model.memory_attention[1]
     with torch.no_grad():
-        expected = block(keyed, keyed, sequence, key_mask)
+        sequence = torch.cat([memory, q[:, None]], dim=1)
+        keyed = sequence + model.t_embedding
+        first = model.memory_attention[0](keyed, keyed, sequence, key_mask)
+        sequence = torch.cat([first[:, :-1], next_q[:, None]], dim=1)
+        keyed = sequence + model.t_embedding
+        expected = model.memory_attention[1](keyed, keyed, sequence, key_mask)
         monkeypatch.setattr("model.trackon.MEMORY_CHUNK_ROWS", 3 * (slots + 1))  # chunks of 3 sequences
-        new_memory, new_q = model._memory_layer(1, memory, q, model.t_embedding, key_mask, query_only)
+        chunks = model._memory_chunks(memory)
+        assert [len(chunk) for chunk in chunks] == [3, 3, 3, 2]
+        outputs, first_q = model._memory_layer(0, chunks, q, model.t_embedding, key_mask, False)
+        outputs, new_q = model._memory_layer(1, outputs, next_q, model.t_embedding, key_mask, query_only)
+    assert (first_q - first[:, -1]).abs().max() < TIGHT
     assert (new_q - expected[:, -1]).abs().max() < TIGHT
-    if query_only:
-        assert new_memory is None
-    else:
+    new_memory = torch.cat([out[:, :-1] for out in outputs])
+    assert new_memory.shape == ((count, 0, dim) if query_only else (count, slots, dim))
+    if not query_only:
         assert (new_memory - expected[:, :-1]).abs().max() < TIGHT
 
 
