@@ -109,15 +109,19 @@ def padded_value_table(value: torch.Tensor, spatial_shapes: list[tuple[int, int]
     """(B, S, heads, Ch) level tokens -> (B * S_pad * heads, Ch): every level's map with PAD zero cells on each
     side, in token order (row-major per level, levels concatenated), each token's heads in consecutive rows.
 
-    Token order keeps the layout of ``value``: each level is copied once, as whole rows, into a zeroed table.
+    Token order keeps the layout of ``value``: each level is copied once, as whole rows, into the table, and only
+    the padding is zeroed.
     """
     batch, _, heads, channels = value.shape
     sizes = level_constants(tuple(map(tuple, spatial_shapes)), value.device, value.dtype)
-    table = value.new_zeros(batch, sizes.padded_tokens, heads, channels)
+    table = value.new_empty(batch, sizes.padded_tokens, heads, channels)
     start = 0
     for level_tokens, (height, width) in zip(value.split([h * w for h, w in spatial_shapes], dim=1), spatial_shapes):
         padded = (height + 2 * PAD, width + 2 * PAD)
         level_map = table[:, start:start + padded[0] * padded[1]].view(batch, *padded, heads, channels)
+        for border in (level_map[:, :PAD], level_map[:, PAD + height:], level_map[:, PAD:PAD + height, :PAD],
+                       level_map[:, PAD:PAD + height, PAD + width:]):
+            border.zero_()
         level_map[:, PAD:PAD + height, PAD:PAD + width] = level_tokens.view(batch, height, width, heads, channels)
         start += padded[0] * padded[1]
     return table.view(-1, channels)

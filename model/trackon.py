@@ -186,7 +186,8 @@ class TrackOn2(nn.Module):
         pyramid = self.backbone(frames)
         shapes = self.level_shapes()
         maps = [tokens.transpose(1, 2).unflatten(2, shape) for tokens, shape in zip(pyramid, shapes)]
-        fused = self.fpn(*maps).flatten(2).transpose(1, 2)
+        # Token order once here, rather than a layout copy in each of the feature-attention layers' projections.
+        fused = self.fpn(*maps).flatten(2).transpose(1, 2).contiguous()
         return FrameFeatures(pyramid, fused)
 
     def level_shapes(self) -> list[tuple[int, int]]:

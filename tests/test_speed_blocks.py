@@ -11,8 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.blocks import MHABlock, fused_attention, single_query_attention
-from model.msda import (MultiScaleDeformableAttention, deformable_sampling, deformable_sampling_per_level,
-                        level_constants)
+from model.msda import (PAD, MultiScaleDeformableAttention, deformable_sampling, deformable_sampling_per_level,
+                        level_constants, padded_value_table)
 from model.onednn import linear, onednn_applies, onednn_weight, relu_feed_forward
 from model.trackon import StepPlan, TrackOn2
 from tests.tiny_model import tiny_config
@@ -38,6 +38,18 @@ def test_weighted_gather_matches_grid_sample(low, high):
     reference = deformable_sampling_per_level(value, shapes, locations, weights)
     assert fast.shape == (2, 30, 32)
     assert (fast - reference).abs().max() < TIGHT
+
+
+def test_padded_value_table_is_each_level_zero_padded_in_token_order():
+    shapes = [(5, 7), (3, 4)]
+    value = torch.randn(2, 47, 3, 4, generator=_generator(5), dtype=torch.float64)
+    table_elements = 2 * sum((h + 2 * PAD) * (w + 2 * PAD) for h, w in shapes) * 3 * 4
+    del_me = torch.full((table_elements,), float("nan"), dtype=torch.float64)  # leave garbage where the table goes
+    del del_me
+    table = padded_value_table(value, shapes)
+    expected = torch.cat([F.pad(level.view(2, h, w, 3, 4), (0, 0, 0, 0, PAD, PAD, PAD, PAD)).flatten(1, 2)
+                          for level, (h, w) in zip(value.split([35, 12], dim=1), shapes)], dim=1)
+    assert torch.equal(table, expected.reshape(-1, 4))
 
 
 def test_module_sampling_at_pixels_matches_mmcv_locations():
