@@ -55,6 +55,7 @@ class Backbone(nn.Module):
         std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("image_mean", mean, persistent=False)
         self.register_buffer("image_std", std, persistent=False)
+        self._position_cache: tuple[tuple, list[torch.Tensor]] | None = None
 
     def forward(self, frames: torch.Tensor) -> FeaturePyramid:
         """frames: (N, 3, H, W) in [0, 1] at the model input size -> token maps of shape (N, h*w, D)."""
@@ -63,11 +64,27 @@ class Backbone(nn.Module):
         normalised = (frames - self.image_mean) / self.image_std
         maps = self.vit_encoder(normalised)
         tokens = []
-        for level, (feature, projection) in enumerate(zip(maps, self.projections)):
-            pos = self.pos_embedding
-            if level:
-                pos = F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
+        for feature, projection, position in zip(maps, self.projections, self.position_tokens()):
             layer = projection[0]
             projected = linear(feature.flatten(2).transpose(1, 2), layer.weight, layer.bias)
-            tokens.append(projected + pos.flatten(2).transpose(1, 2))
+            tokens.append(projected + position)
         return FeaturePyramid(*tokens)
+
+    def position_tokens(self) -> list[torch.Tensor]:
+        """The learned position map at strides 4, 8, 16 and 32 in token order, each (1, h*w, D); the coarser maps
+        are its bilinear downsamplings.
+
+        A frozen map's (``requires_grad`` False, as in a ``Predictor``) are computed once and kept while the
+        parameter keeps its storage, version, dtype and device; a trainable map's are computed on every call.
+        """
+        pos = self.pos_embedding
+        key = (pos.data_ptr(), pos._version, pos.dtype, pos.device)
+        cached = self._position_cache
+        if not pos.requires_grad and cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.inference_mode(False):  # the kept tensors must also serve calls outside inference mode
+            levels = [pos] + [F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
+                              for level in range(1, 4)]
+            tokens = [level_map.flatten(2).transpose(1, 2).contiguous() for level_map in levels]
+        self._position_cache = None if pos.requires_grad else (key, tokens)
+        return tokens

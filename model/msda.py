@@ -62,18 +62,16 @@ PAD = 2
 class LevelConstants(NamedTuple):
     """Per-level constants of the gather, built once per (shapes, device, dtype).
 
-    ``size_xy`` (L, 2) holds each level's (W_l, H_l) in the compute dtype; ``corner_min`` / ``corner_max`` (L, 2)
-    bound the first bilinear corner so that both corners of an axis stay inside the zero-padded map. Counted in
-    tokens of the padded maps, level l's cell (0, 0) is ``level_origin[l]`` (L, 1), one step in y is
-    ``padded_width[l]`` (L, 1), and ``corner_steps[l]`` (L, 4) leads from the first bilinear corner to the four.
+    ``size_xy`` (L, 2) holds each level's (W_l, H_l) and ``corner_max`` (L, 2) the largest first bilinear corner
+    that keeps both corners of an axis inside the zero-padded map, in the compute dtype. Counted in tokens of the
+    padded maps (``padded_tokens`` in all), level l's cell (0, 0) is ``level_origin[l]`` (L, 1) and one step in y
+    is ``padded_width[l]`` (L, 1).
     """
 
     size_xy: torch.Tensor
-    corner_min: torch.Tensor
     corner_max: torch.Tensor
     padded_width: torch.Tensor
     level_origin: torch.Tensor
-    corner_steps: torch.Tensor
     padded_tokens: int
 
 
@@ -96,11 +94,9 @@ def level_constants(spatial_shapes: tuple[tuple[int, int], ...], device: torch.d
     with torch.inference_mode(False):
         return LevelConstants(
             size_xy=table([[width, height] for height, width in spatial_shapes], dtype),
-            corner_min=table([[-PAD, -PAD]] * len(spatial_shapes), dtype),
             corner_max=table([[width + PAD - 2, height + PAD - 2] for height, width in spatial_shapes], dtype),
             padded_width=table([[width] for width in padded_widths], torch.long),
             level_origin=table([[origin] for origin in origins], torch.long),
-            corner_steps=table([[0, 1, width, width + 1] for width in padded_widths], torch.long),
             padded_tokens=start,
         )
 

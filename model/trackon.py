@@ -54,6 +54,37 @@ class TrackerState:
 
 Columns = slice | torch.Tensor  # query columns: slice(None) for all of them, else a long index tensor
 
+
+def slide_in(window: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
+    """``window`` (B, N, M, ...) without its oldest slot and with ``newest`` (B, N, 1, ...) appended on dim 2.
+
+    Without gradients the window is a view into a buffer of 2M slots: each call writes the slot after the window
+    and moves the window by one, and only once every M calls are the last M - 1 slots copied to the buffer's
+    start, where ``torch.cat`` would copy the whole memory on every frame. So an older window of the same buffer
+    may change; a window that is not such a view (a new, extended or selected state), or an inference tensor
+    outside inference mode, gets a new buffer. With gradients it is ``torch.cat`` (autograd forbids writing into
+    a buffer whose views it saved).
+    """
+    if torch.is_grad_enabled() and (window.requires_grad or newest.requires_grad):
+        return torch.cat([window[:, :, 1:], newest], dim=2)
+    slots = window.shape[2]
+    buffer = window._base
+    start = 0
+    writable = buffer is not None and (torch.is_inference_mode_enabled() or not buffer.is_inference())
+    if (writable and buffer.is_contiguous() and buffer.shape[:2] == window.shape[:2]
+            and buffer.shape[2] == 2 * slots and buffer.shape[3:] == window.shape[3:]
+            and buffer.stride() == window.stride()):
+        start = (window.storage_offset() - buffer.storage_offset()) // buffer.stride(2)
+    else:
+        buffer = window.new_empty(*window.shape[:2], 2 * slots, *window.shape[3:])
+        buffer[:, :, :slots] = window
+    if start + slots == 2 * slots:  # the buffer is used up: its last M - 1 slots move to the front
+        buffer[:, :, :slots - 1] = buffer[:, :, slots + 1:]
+        start = -1
+    buffer[:, :, start + slots] = newest[:, :, 0]
+    return buffer[:, :, start + 1:start + 1 + slots]
+
+
 # Rows (sequence slots) per chunk of memory attention on the CPU: the FFN's hidden tensor stays cache-sized.
 MEMORY_CHUNK_ROWS = 1024
 
@@ -341,8 +372,8 @@ class TrackOn2(nn.Module):
         newest = state.memory.new_zeros(batch, num_queries, 1, state.memory.shape[-1])
         newest[:, columns, 0] = q.to(newest.dtype)
         newest = torch.where(active[..., None, None], newest, torch.zeros_like(newest))
-        state.memory = torch.cat([state.memory[:, :, 1:], newest], dim=2)
-        state.memory_mask = torch.cat([state.memory_mask[:, :, 1:], ~active.unsqueeze(-1)], dim=2)
+        state.memory = slide_in(state.memory, newest)
+        state.memory_mask = slide_in(state.memory_mask, ~active.unsqueeze(-1))
 
     # -------------------------------------------------------------------------------------------- full forwards
     def _prepare(self, video: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

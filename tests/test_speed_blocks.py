@@ -14,7 +14,7 @@ from model.blocks import MHABlock, fused_attention, single_query_attention
 from model.msda import (PAD, MultiScaleDeformableAttention, deformable_sampling, deformable_sampling_per_level,
                         level_constants, padded_value_table)
 from model.onednn import linear, onednn_applies, onednn_weight, relu_feed_forward
-from model.trackon import StepPlan, TrackOn2
+from model.trackon import StepPlan, TrackOn2, slide_in
 from tests.tiny_model import tiny_config
 
 TIGHT = 1e-12
@@ -306,3 +306,63 @@ def test_single_query_block_zeroes_a_query_whose_keys_are_all_masked():
     kv.requires_grad_(True)
     block(q, kv, kv, mask).sum().backward()  # at eval with gradients on: no NaN from the fully masked row
     assert torch.isfinite(kv.grad).all() and all(torch.isfinite(p.grad).all() for p in block.parameters())
+
+
+def test_position_tokens_are_kept_for_a_frozen_map_and_follow_its_changes():
+    torch.manual_seed(0)
+    backbone = TrackOn2(tiny_config()).double().backbone
+    pos = backbone.pos_embedding
+
+    def direct() -> list[torch.Tensor]:
+        maps = [pos] + [F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
+                        for level in range(1, 4)]
+        return [level_map.flatten(2).transpose(1, 2) for level_map in maps]
+
+    trainable = backbone.position_tokens()
+    assert all(torch.equal(got, want) for got, want in zip(trainable, direct()))
+    trainable[1].sum().backward()  # a trainable map is not kept, and gradients reach it
+    assert pos.grad is not None and pos.grad.abs().sum() > 0 and backbone._position_cache is None
+    backbone.requires_grad_(False)
+    with torch.inference_mode():
+        first = backbone.position_tokens()
+    assert backbone.position_tokens() is first and not first[0].is_inference()
+    with torch.no_grad():
+        pos.add_(1.0)  # an in-place change (as load_state_dict's copy_) bumps the version
+    changed = backbone.position_tokens()
+    assert changed is not first
+    assert all(torch.equal(got, want) for got, want in zip(changed, direct()))
+
+
+def test_memory_window_slides_like_concatenation_and_copies_only_once_per_buffer():
+    g = _generator(6)
+    slots = 3
+    window = torch.randn(2, 4, slots, 5, generator=g, dtype=torch.float64)
+    expected = window.clone()
+    buffers = []
+    with torch.no_grad():
+        for _ in range(3 * slots + 1):
+            newest = torch.randn(2, 4, 1, 5, generator=g, dtype=torch.float64)
+            window = slide_in(window, newest)
+            expected = torch.cat([expected[:, :, 1:], newest], dim=2)
+            assert torch.equal(window, expected)
+            buffers.append(window._base)
+        assert all(buffer is buffers[0] for buffer in buffers)  # one buffer throughout
+        selected = window[:, [2, 0]]  # a state's select: a copy, which gets a new buffer
+        newest = torch.randn(2, 2, 1, 5, generator=g, dtype=torch.float64)
+        assert torch.equal(slide_in(selected, newest), torch.cat([expected[:, [2, 0], 1:], newest], dim=2))
+    mask = torch.zeros(1, 2, slots, dtype=torch.bool)
+    with torch.no_grad():
+        mask = slide_in(slide_in(mask, torch.ones(1, 2, 1, dtype=torch.bool)), torch.zeros(1, 2, 1, dtype=torch.bool))
+    assert mask.tolist() == [[[False, True, False], [False, True, False]]]
+    tracked = torch.randn(1, 2, slots, 5, dtype=torch.float64, requires_grad=True)
+    slide_in(tracked, torch.ones(1, 2, 1, 5, dtype=torch.float64)).sum().backward()  # with gradients: concatenation
+    assert tracked.grad[:, :, 1:].eq(1).all() and tracked.grad[:, :, 0].eq(0).all()
+
+
+def test_memory_window_made_in_inference_mode_slides_on_outside_it():
+    window = torch.zeros(1, 2, 3, 4)
+    with torch.inference_mode():
+        window = slide_in(window, torch.ones(1, 2, 1, 4))
+    with torch.no_grad():
+        window = slide_in(window, torch.full((1, 2, 1, 4), 2.0))
+    assert window[0, 0, :, 0].tolist() == [0.0, 1.0, 2.0]
