@@ -109,6 +109,19 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return _in_row_chunks(rows, max(weight.shape), out_features, project).view(*x.shape[:-1], out_features)
 
 
+def rows_product(x: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``bias + x @ rows.T`` for x (n, D), rows (P, D) and bias (P,) when ``rows`` is an activation, not a
+    parameter: through oneDNN it is converted once per call (never kept) and x goes in chunks of rows."""
+    if not onednn_applies(x):
+        return torch.addmm(bias, x, rows.T)
+    rows_onednn, bias_onednn = rows.contiguous().to_mkldnn(), bias.contiguous().to_mkldnn()
+
+    def product(part: torch.Tensor) -> torch.Tensor:
+        return F.linear(_to_onednn(part), rows_onednn, bias_onednn).to_dense()
+
+    return _in_row_chunks(x, max(rows.shape), rows.shape[0], product)
+
+
 def relu_feed_forward(x: torch.Tensor, first: nn.Linear, second: nn.Linear) -> torch.Tensor:
     """``second(relu(first(x)))``; through oneDNN the hidden tensor never leaves oneDNN's layout."""
     if not onednn_applies(x):

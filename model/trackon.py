@@ -22,6 +22,7 @@ from model.blocks import MHABlock, SimpleFPN
 from model.config import ModelConfig
 from model.heads import STRIDE, MultiScaleContext, PredictionHead, RerankModule, patch_centres
 from model.inputs import check_queries, check_video
+from model.onednn import onednn_applies, rows_product
 
 
 @dataclass
@@ -255,9 +256,11 @@ class TrackOn2(nn.Module):
 
     def multiscale_correlation(self, q: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
         """Fused multi-scale cosine correlation of q (B, n, D) with a frame's ``correlation_basis`` -> (B, n, P)."""
-        q_normalised = F.normalize(q, p=2, dim=-1)
-        return torch.baddbmm(self.ms_corr_proj.bias.to(basis.dtype), q_normalised.to(basis.dtype),
-                             basis.transpose(1, 2))
+        q_normalised = F.normalize(q, p=2, dim=-1).to(basis.dtype)
+        bias = self.ms_corr_proj.bias.to(basis.dtype)
+        if basis.shape[0] == 1 and onednn_applies(basis):  # oneDNN: about twice the batched matmul's speed here
+            return rows_product(q_normalised[0], basis[0], bias.expand(basis.shape[1])).unsqueeze(0)
+        return torch.baddbmm(bias, q_normalised, basis.transpose(1, 2))
 
     # --------------------------------------------------------------------------------------------- one frame step
     def init_state(self, batch: int, num_queries: int, like: torch.Tensor) -> TrackerState:

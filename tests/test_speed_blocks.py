@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from model.blocks import MHABlock, fused_attention, single_query_attention
 from model.msda import (PAD, MultiScaleDeformableAttention, deformable_sampling, deformable_sampling_per_level,
                         level_constants, padded_value_table)
-from model.onednn import linear, onednn_applies, onednn_weight, relu_feed_forward
+from model.onednn import linear, onednn_applies, onednn_weight, relu_feed_forward, rows_product
 from model.trackon import StepPlan, TrackOn2, slide_in
 from tests.tiny_model import tiny_config
 
@@ -156,11 +156,16 @@ def test_onednn_calls_in_chunks_of_rows_match_one_pass(monkeypatch):
     with torch.no_grad():
         whole = relu_feed_forward(x, first, second)
         whole_linear = linear(x, first.weight, first.bias)
+        rows, bias = torch.randn(64, 32), torch.randn(64)
+        whole_product = rows_product(x[0], rows, bias)
         monkeypatch.setattr("model.onednn.CHUNK_BYTES", 64 * 4 * 7)  # chunks of 7 rows
         chunked = relu_feed_forward(x, first, second)
         chunked_linear = linear(x, first.weight, first.bias)
-    assert chunked.shape == (3, 50, 32) and chunked_linear.shape == (3, 50, 64)
-    assert (chunked - whole).abs().max() < 1e-6 and (chunked_linear - whole_linear).abs().max() < 1e-6
+        chunked_product = rows_product(x[0], rows, bias)
+    assert chunked.shape == (3, 50, 32) and chunked_linear.shape == (3, 50, 64) and chunked_product.shape == (50, 64)
+    assert (chunked - whole).abs().max() < 1e-5 and (chunked_linear - whole_linear).abs().max() < 1e-5
+    assert (chunked_product - whole_product).abs().max() < 1e-5
+    assert (whole_product - torch.addmm(bias, x[0], rows.T)).abs().max() < 1e-5
     assert (whole - second(F.relu(first(x)))).abs().max() < 1e-5
 
 
@@ -366,3 +371,18 @@ def test_memory_window_made_in_inference_mode_slides_on_outside_it():
     with torch.no_grad():
         window = slide_in(window, torch.full((1, 2, 1, 4), 2.0))
     assert window[0, 0, :, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_correlation_through_onednn_matches_the_batched_matmul():
+    torch.manual_seed(0)
+    model = TrackOn2(tiny_config()).eval().requires_grad_(False)
+    nn.init.normal_(model.ms_corr_proj.bias)
+    pyramid = [torch.randn(1, h * w, model.D) for h, w in model.level_shapes()]
+    q = torch.randn(1, 5, model.D)
+    with torch.inference_mode():
+        basis = model.correlation_basis(pyramid)
+        assert onednn_applies(basis) == torch.backends.mkldnn.is_available()
+        fast = model.multiscale_correlation(q, basis)
+        reference = torch.baddbmm(model.ms_corr_proj.bias, F.normalize(q, dim=-1), basis.transpose(1, 2))
+    assert fast.shape == (1, 5, model.P)
+    assert (fast - reference).abs().max() < 1e-5
