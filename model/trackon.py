@@ -62,22 +62,25 @@ def slide_in(window: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
     Without gradients the window is a view into a buffer of 2M slots: each call writes the slot after the window
     and moves the window by one, and only once every M calls are the last M - 1 slots copied to the buffer's
     start, where ``torch.cat`` would copy the whole memory on every frame. So an older window of the same buffer
-    may change; a window that is not such a view (a new, extended or selected state), or an inference tensor
-    outside inference mode, gets a new buffer. With gradients it is ``torch.cat`` (autograd forbids writing into
-    a buffer whose views it saved).
+    may change. The buffer is recognised from the window's strides and storage (views made in inference mode do
+    not record their base); any other window (a new, extended or selected state), or an inference tensor outside
+    inference mode, gets a new buffer. With gradients it is ``torch.cat`` (autograd forbids writing into a buffer
+    whose views it saved).
     """
-    if torch.is_grad_enabled() and (window.requires_grad or newest.requires_grad):
+    if window.numel() == 0 or (torch.is_grad_enabled() and (window.requires_grad or newest.requires_grad)):
         return torch.cat([window[:, :, 1:], newest], dim=2)
     slots = window.shape[2]
-    buffer = window._base
-    start = 0
-    writable = buffer is not None and (torch.is_inference_mode_enabled() or not buffer.is_inference())
-    if (writable and buffer.is_contiguous() and buffer.shape[:2] == window.shape[:2]
-            and buffer.shape[2] == 2 * slots and buffer.shape[3:] == window.shape[3:]
-            and buffer.stride() == window.stride()):
-        start = (window.storage_offset() - buffer.storage_offset()) // buffer.stride(2)
+    buffer_shape = (*window.shape[:2], 2 * slots, *window.shape[3:])
+    slot_size = window[0, 0, 0].numel()
+    buffer_strides = (2 * slots * slot_size * window.shape[1], 2 * slots * slot_size, *window[0, 0].stride())
+    writable = torch.is_inference_mode_enabled() or not window.is_inference()
+    if (writable and window.stride() == buffer_strides and window[0, 0].is_contiguous()
+            and window.untyped_storage().nbytes() == 2 * window.numel() * window.element_size()):
+        start = window.storage_offset() // slot_size
+        buffer = window.as_strided(buffer_shape, buffer_strides, 0)
     else:
-        buffer = window.new_empty(*window.shape[:2], 2 * slots, *window.shape[3:])
+        start = 0
+        buffer = window.new_empty(buffer_shape)
         buffer[:, :, :slots] = window
     if start + slots == 2 * slots:  # the buffer is used up: its last M - 1 slots move to the front
         buffer[:, :, :slots - 1] = buffer[:, :, slots + 1:]

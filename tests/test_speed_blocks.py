@@ -343,18 +343,19 @@ def test_memory_window_slides_like_concatenation_and_copies_only_once_per_buffer
     slots = 3
     window = torch.randn(2, 4, slots, 5, generator=g, dtype=torch.float64)
     expected = window.clone()
-    buffers = []
-    with torch.no_grad():
+    storages = []
+    with torch.inference_mode():  # where views do not record their base
         for _ in range(3 * slots + 1):
             newest = torch.randn(2, 4, 1, 5, generator=g, dtype=torch.float64)
             window = slide_in(window, newest)
             expected = torch.cat([expected[:, :, 1:], newest], dim=2)
             assert torch.equal(window, expected)
-            buffers.append(window._base)
-        assert all(buffer is buffers[0] for buffer in buffers)  # one buffer throughout
+            storages.append(window.untyped_storage().data_ptr())
+        assert len(set(storages)) == 1  # one buffer throughout
         selected = window[:, [2, 0]]  # a state's select: a copy, which gets a new buffer
         newest = torch.randn(2, 2, 1, 5, generator=g, dtype=torch.float64)
         assert torch.equal(slide_in(selected, newest), torch.cat([expected[:, [2, 0], 1:], newest], dim=2))
+        assert torch.equal(window, expected)  # the window it was selected from is untouched
     mask = torch.zeros(1, 2, slots, dtype=torch.bool)
     with torch.no_grad():
         mask = slide_in(slide_in(mask, torch.ones(1, 2, 1, dtype=torch.bool)), torch.zeros(1, 2, 1, dtype=torch.bool))
