@@ -55,7 +55,7 @@ class Backbone(nn.Module):
         std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("image_mean", mean, persistent=False)
         self.register_buffer("image_std", std, persistent=False)
-        self._position_cache: tuple[tuple, list[torch.Tensor]] | None = None
+        self._position_cache: tuple[tuple, torch.UntypedStorage, list[torch.Tensor]] | None = None
 
     def forward(self, frames: torch.Tensor) -> FeaturePyramid:
         """frames: (N, 3, H, W) in [0, 1] at the model input size -> token maps of shape (N, h*w, D)."""
@@ -74,17 +74,20 @@ class Backbone(nn.Module):
         """The learned position map at strides 4, 8, 16 and 32 in token order, each (1, h*w, D); the coarser maps
         are its bilinear downsamplings.
 
-        A frozen map's (``requires_grad`` False, as in a ``Predictor``) are computed once and kept while the
-        parameter keeps its storage, version, dtype and device; a trainable map's are computed on every call.
+        For a frozen map (``requires_grad`` False, as in a ``Predictor``) they are computed once and kept while the
+        parameter keeps its storage (held, so that its address cannot be reused unnoticed), version, dtype and
+        device; in-place writes bump the version, writes through ``.data`` do not (reload such a map with
+        ``load_state_dict``). For a trainable map they are computed on every call.
         """
         pos = self.pos_embedding
-        key = (pos.data_ptr(), pos._version, pos.dtype, pos.device)
+        storage = pos.untyped_storage()
+        key = (storage.data_ptr(), pos.storage_offset(), pos._version, pos.dtype, pos.device)
         cached = self._position_cache
         if not pos.requires_grad and cached is not None and cached[0] == key:
-            return cached[1]
+            return cached[2]
         with torch.inference_mode(False):  # the kept tensors must also serve calls outside inference mode
             levels = [pos] + [F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
                               for level in range(1, 4)]
             tokens = [level_map.flatten(2).transpose(1, 2).contiguous() for level_map in levels]
-        self._position_cache = None if pos.requires_grad else (key, tokens)
+        self._position_cache = None if pos.requires_grad else (key, storage, tokens)
         return tokens

@@ -62,8 +62,8 @@ PAD = 2
 class LevelConstants(NamedTuple):
     """Per-level constants of the gather, built once per (shapes, device, dtype).
 
-    ``size_xy`` (L, 2) holds each level's (W_l, H_l) and ``corner_max`` (L, 2) the largest first bilinear corner
-    that keeps both corners of an axis inside the zero-padded map, in the compute dtype. Counted in tokens of the
+    ``size_xy`` (L, 2) holds each level's (W_l, H_l) in the compute dtype and ``corner_max`` (L, 2) the largest
+    first bilinear corner that keeps both corners of an axis inside the zero-padded map. Counted in tokens of the
     padded maps (``padded_tokens`` in all), level l's cell (0, 0) is ``level_origin[l]`` (L, 1) and one step in y
     is ``padded_width[l]`` (L, 1).
     """
@@ -94,7 +94,7 @@ def level_constants(spatial_shapes: tuple[tuple[int, int], ...], device: torch.d
     with torch.inference_mode(False):
         return LevelConstants(
             size_xy=table([[width, height] for height, width in spatial_shapes], dtype),
-            corner_max=table([[width + PAD - 2, height + PAD - 2] for height, width in spatial_shapes], dtype),
+            corner_max=table([[width + PAD - 2, height + PAD - 2] for height, width in spatial_shapes], torch.long),
             padded_width=table([[width] for width in padded_widths], torch.long),
             level_origin=table([[origin] for origin in origins], torch.long),
             padded_tokens=start,
@@ -155,9 +155,11 @@ def deformable_gather(
     sizes = level_constants(tuple(map(tuple, spatial_shapes)), x.device, x.dtype)
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0
-    # First corners in [-PAD, size + PAD - 2] keep both corners of an axis inside the padded map.
-    column = torch.minimum(x0.clamp_(min=-PAD), sizes.corner_max[:, 0:1]).long()
-    row = torch.minimum(y0.clamp_(min=-PAD), sizes.corner_max[:, 1:2]).long()
+    # First corners in [-PAD, size + PAD - 2] keep both corners of an axis inside the padded map. Clamped as
+    # integers: a coordinate beyond the integer range or NaN converts to an arbitrary integer, which the clamp
+    # still puts on the padding (the sample is zero, or NaN through its weights).
+    column = torch.minimum(x0.long().clamp_(min=-PAD), sizes.corner_max[:, 0:1])
+    row = torch.minimum(y0.long().clamp_(min=-PAD), sizes.corner_max[:, 1:2])
     table = padded_value_table(value, spatial_shapes)
     index_kind = torch.int32 if table.shape[0] < 2**31 else torch.long
     # Table row of (batch b, head h, level l)'s origin: token (b * S_pad + origin_l), head h.

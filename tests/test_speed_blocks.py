@@ -387,3 +387,15 @@ def test_correlation_through_onednn_matches_the_batched_matmul():
         reference = torch.baddbmm(model.ms_corr_proj.bias, F.normalize(q, dim=-1), basis.transpose(1, 2))
     assert fast.shape == (1, 5, model.P)
     assert (fast - reference).abs().max() < 1e-5
+
+
+def test_memory_window_writes_only_its_own_buffer():
+    with torch.inference_mode():
+        bank = torch.arange(2 * 4 * 2.0).view(1, 2, 4, 2)
+        before = bank.clone()
+        slide_in(bank[:, :, :2], torch.full((1, 2, 1, 2), -1.0))  # a view shaped like a buffer, not one
+        assert torch.equal(bank, before)
+        first = slide_in(torch.zeros(1, 1, 3, 1), torch.full((1, 1, 1, 1), 1.0))
+        second = slide_in(first, torch.full((1, 1, 1, 1), 2.0))
+        fork = slide_in(first, torch.full((1, 1, 1, 1), 3.0))  # a window slides once; again, it is copied
+        assert second.flatten().tolist() == [0.0, 1.0, 2.0] and fork.flatten().tolist() == [0.0, 1.0, 3.0]
