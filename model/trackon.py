@@ -64,26 +64,24 @@ _LATEST_WINDOWS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 def slide_in(window: torch.Tensor, newest: torch.Tensor) -> torch.Tensor:
     """``window`` (B, N, M, ...) without its oldest slot and with ``newest`` (B, N, 1, ...) appended on dim 2.
 
-    Without gradients the result is a view into a buffer of 2M slots: sliding the window ``slide_in`` returned
-    last writes the slot after it and moves the view by one, and only once every M calls are the last M - 1
-    slots copied to the buffer's start, where ``torch.cat`` would copy the whole memory on every frame. Any other
-    window (a new, extended or selected state, one that has already slid, or an inference tensor outside
-    inference mode) is first copied into a new buffer, so no tensor but the buffer is ever written; an older
-    window of the same buffer may change. With gradients it is ``torch.cat`` (autograd forbids writing into a
-    buffer whose views it saved).
+    Without gradients the result is a view into a buffer of M + M // 4 slots (at least M + 1): sliding the window
+    ``slide_in`` returned last writes the slot after it and moves the view by one, and only when the buffer is
+    used up (every M // 4 calls) is the window copied into a new one, where ``torch.cat`` would copy the whole
+    memory on every frame. Any other window (a new, extended or selected state, one that has already slid, or an
+    inference tensor outside inference mode) is copied into a new buffer too, so no tensor but the buffer is ever
+    written. With gradients it is ``torch.cat`` (autograd forbids writing into a buffer whose views it saved).
     """
     if window.numel() == 0 or (torch.is_grad_enabled() and (window.requires_grad or newest.requires_grad)):
         return torch.cat([window[:, :, 1:], newest], dim=2)
     slots = window.shape[2]
     latest = _LATEST_WINDOWS.pop(window, None)
-    if latest is not None and (torch.is_inference_mode_enabled() or not window.is_inference()):
+    writable = torch.is_inference_mode_enabled() or not window.is_inference()
+    if latest is not None and writable and latest[1] + slots < latest[0].shape[2]:
         buffer, start = latest
     else:
-        buffer, start = window.new_empty(*window.shape[:2], 2 * slots, *window.shape[3:]), 0
+        buffer = window.new_empty(*window.shape[:2], slots + max(1, slots // 4), *window.shape[3:])
         buffer[:, :, :slots] = window
-    if start + slots == 2 * slots:  # the buffer is used up: the window's last M - 1 slots move to the front
-        buffer[:, :, :slots - 1] = buffer[:, :, slots + 1:]
-        start = -1
+        start = 0
     buffer[:, :, start + slots] = newest[:, :, 0]
     moved = buffer[:, :, start + 1:start + 1 + slots]
     _LATEST_WINDOWS[moved] = (buffer, start + 1)

@@ -338,25 +338,26 @@ def test_position_tokens_are_kept_for_a_frozen_map_and_follow_its_changes():
     assert all(torch.equal(got, want) for got, want in zip(changed, direct()))
 
 
-def test_memory_window_slides_like_concatenation_and_copies_only_once_per_buffer():
+def test_memory_window_slides_like_concatenation_and_copies_only_when_its_buffer_is_used_up():
     g = _generator(6)
-    slots = 3
+    slots = 8  # a buffer of 8 + 2 slots: a new one every 2 calls
     window = torch.randn(2, 4, slots, 5, generator=g, dtype=torch.float64)
     expected = window.clone()
-    storages = []
-    with torch.inference_mode():  # where views do not record their base
-        for _ in range(3 * slots + 1):
+    new_buffer = []
+    with torch.inference_mode():
+        for _ in range(7):
             newest = torch.randn(2, 4, 1, 5, generator=g, dtype=torch.float64)
+            storage = window.untyped_storage().data_ptr()
             window = slide_in(window, newest)
             expected = torch.cat([expected[:, :, 1:], newest], dim=2)
             assert torch.equal(window, expected)
-            storages.append(window.untyped_storage().data_ptr())
-        assert len(set(storages)) == 1  # one buffer throughout
+            new_buffer.append(window.untyped_storage().data_ptr() != storage)
+        assert new_buffer == [True, False, True, False, True, False, True]
         selected = window[:, [2, 0]]  # a state's select: a copy, which gets a new buffer
         newest = torch.randn(2, 2, 1, 5, generator=g, dtype=torch.float64)
         assert torch.equal(slide_in(selected, newest), torch.cat([expected[:, [2, 0], 1:], newest], dim=2))
         assert torch.equal(window, expected)  # the window it was selected from is untouched
-    mask = torch.zeros(1, 2, slots, dtype=torch.bool)
+    mask = torch.zeros(1, 2, 3, dtype=torch.bool)
     with torch.no_grad():
         mask = slide_in(slide_in(mask, torch.ones(1, 2, 1, dtype=torch.bool)), torch.zeros(1, 2, 1, dtype=torch.bool))
     assert mask.tolist() == [[[False, True, False], [False, True, False]]]
