@@ -78,11 +78,6 @@ def _to_onednn(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous().to_mkldnn()
 
 
-def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x already in oneDNN layout (rows, in) -> (rows, out), still in oneDNN layout."""
-    return F.linear(x, onednn_weight(weight), None if bias is None else onednn_weight(bias))
-
-
 def _in_row_chunks(rows: torch.Tensor, widest: int, out_features: int,
                    compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``compute`` (rows, in) -> (rows, out_features), dense, applied to chunks of at most CHUNK_BYTES per row
@@ -96,17 +91,22 @@ def _in_row_chunks(rows: torch.Tensor, widest: int, out_features: int,
     return out
 
 
+def _project(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` of dense rows (n, in) with a weight and bias already in oneDNN layout -> dense (n, out),
+    in chunks of rows."""
+    def project(part: torch.Tensor) -> torch.Tensor:
+        return F.linear(_to_onednn(part), weight, bias).to_dense()
+
+    return _in_row_chunks(rows, max(weight.shape), weight.shape[0], project)
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for x of shape (..., in)."""
     if not onednn_applies(x):
         return F.linear(x, weight, bias)
-    out_features = weight.shape[0]
-
-    def project(part: torch.Tensor) -> torch.Tensor:
-        return _onednn_linear(_to_onednn(part), weight, bias).to_dense()
-
     rows = x.reshape(-1, x.shape[-1])
-    return _in_row_chunks(rows, max(weight.shape), out_features, project).view(*x.shape[:-1], out_features)
+    projected = _project(rows, onednn_weight(weight), None if bias is None else onednn_weight(bias))
+    return projected.view(*x.shape[:-1], weight.shape[0])
 
 
 def rows_product(x: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -114,22 +114,20 @@ def rows_product(x: torch.Tensor, rows: torch.Tensor, bias: torch.Tensor) -> tor
     parameter: through oneDNN it is converted once per call (never kept) and x goes in chunks of rows."""
     if not onednn_applies(x):
         return torch.addmm(bias, x, rows.T)
-    rows_onednn, bias_onednn = rows.contiguous().to_mkldnn(), bias.contiguous().to_mkldnn()
-
-    def product(part: torch.Tensor) -> torch.Tensor:
-        return F.linear(_to_onednn(part), rows_onednn, bias_onednn).to_dense()
-
-    return _in_row_chunks(x, max(rows.shape), rows.shape[0], product)
+    return _project(x, _to_onednn(rows), _to_onednn(bias))
 
 
 def relu_feed_forward(x: torch.Tensor, first: nn.Linear, second: nn.Linear) -> torch.Tensor:
     """``second(relu(first(x)))``; through oneDNN the hidden tensor never leaves oneDNN's layout."""
     if not onednn_applies(x):
         return second(F.relu_(first(x)))
+    (first_weight, first_bias), (second_weight, second_bias) = (
+        (onednn_weight(layer.weight), None if layer.bias is None else onednn_weight(layer.bias))
+        for layer in (first, second))
 
     def feed_forward(part: torch.Tensor) -> torch.Tensor:
-        hidden = F.relu_(_onednn_linear(_to_onednn(part), first.weight, first.bias))
-        return _onednn_linear(hidden, second.weight, second.bias).to_dense()
+        hidden = F.relu_(F.linear(_to_onednn(part), first_weight, first_bias))
+        return F.linear(hidden, second_weight, second_bias).to_dense()
 
     rows = x.reshape(-1, x.shape[-1])
     widest = max(first.in_features, first.out_features, second.out_features)
