@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.onednn import linear
+from model.onednn import keeps_derived_values, linear
 from model.vit_adapter import ViTAdapter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,20 +74,22 @@ class Backbone(nn.Module):
         """The learned position map at strides 4, 8, 16 and 32 in token order, each (1, h*w, D); the coarser maps
         are its bilinear downsamplings.
 
-        For a frozen map (``requires_grad`` False, as in a ``Predictor``) they are computed once and kept while the
-        parameter keeps its storage (held, so that its address cannot be reused unnoticed), version, dtype and
-        device; in-place writes bump the version, writes through ``.data`` do not (reload such a map with
-        ``load_state_dict``). For a trainable map they are computed on every call.
+        Where the map allows it (``keeps_derived_values``: frozen, as in a ``Predictor``, and not an inference
+        tensor) they are computed once and kept while the parameter keeps its storage (held, so that its address
+        cannot be reused unnoticed), version, dtype and device; in-place writes bump the version, writes through
+        ``.data`` do not (reload such a map with ``load_state_dict``). Otherwise they are computed on every call.
         """
         pos = self.pos_embedding
-        storage = pos.untyped_storage()
-        key = (storage.data_ptr(), pos.storage_offset(), pos._version, pos.dtype, pos.device)
-        cached = self._position_cache
-        if not pos.requires_grad and cached is not None and cached[0] == key:
-            return cached[2]
+        key = None
+        if keeps_derived_values(pos):
+            storage = pos.untyped_storage()
+            key = (storage.data_ptr(), pos.storage_offset(), pos._version, pos.dtype, pos.device)
+            cached = self._position_cache
+            if cached is not None and cached[0] == key:
+                return cached[2]
         with torch.inference_mode(False):  # the kept tensors must also serve calls outside inference mode
             levels = [pos] + [F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
                               for level in range(1, 4)]
             tokens = [level_map.flatten(2).transpose(1, 2).contiguous() for level_map in levels]
-        self._position_cache = None if pos.requires_grad else (key, storage, tokens)
+        self._position_cache = None if key is None else (key, storage, tokens)
         return tokens

@@ -41,6 +41,13 @@ def _forget(owner_id: int) -> None:
     _WEIGHT_COPIES.pop(owner_id, None)
 
 
+def keeps_derived_values(tensor: torch.Tensor) -> bool:
+    """Whether values derived from ``tensor`` may be kept between calls and checked against its version counter:
+    frozen (``requires_grad`` False; an optimiser may write a trainable one without bumping the version) and not
+    an inference tensor (which has no version counter)."""
+    return not tensor.requires_grad and not tensor.is_inference()
+
+
 def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
     """``weight.to_mkldnn()``, converted once and reused for frozen weights (``requires_grad`` False, as in the
     frozen ViT and a ``Predictor``'s model) while the tensor they belong to (the parameter a slice views) keeps its
@@ -49,7 +56,7 @@ def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
     ``copy_``). Trainable weights, whose optimiser may write them without bumping the version (fused AdamW),
     and inference tensors (no version counter) are converted every time."""
     owner = weight if weight._base is None else weight._base
-    if owner.requires_grad or owner.is_inference():
+    if not keeps_derived_values(owner):
         return weight.to_mkldnn()
     entry = _WEIGHT_COPIES.get(id(owner))
     storage = owner.untyped_storage()

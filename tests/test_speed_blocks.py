@@ -400,3 +400,16 @@ def test_memory_window_writes_only_its_own_buffer():
         second = slide_in(first, torch.full((1, 1, 1, 1), 2.0))
         fork = slide_in(first, torch.full((1, 1, 1, 1), 3.0))  # a window slides once; again, it is copied
         assert second.flatten().tolist() == [0.0, 1.0, 2.0] and fork.flatten().tolist() == [0.0, 1.0, 3.0]
+
+
+def test_a_model_built_in_inference_mode_tracks():
+    """Its parameters are inference tensors, without the version counter the kept position tokens check."""
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        model = TrackOn2(tiny_config()).eval()
+        assert model.backbone.pos_embedding.is_inference()
+        first = model.backbone.position_tokens()
+        assert model.backbone._position_cache is None  # computed on every call
+        video = torch.rand(1, 3, 3, *model.input_size) * 255
+        trajectory = model.forward_online(video, torch.tensor([[[0.0, 5.0, 5.0]]]))["P"]
+    assert len(first) == 4 and torch.isfinite(trajectory).all()
