@@ -17,7 +17,7 @@ import sys
 from evaluation.device import parse_device
 from model.checkpoint import CheckpointError
 from model.vit import BackboneUnavailableError
-from utils.config import ConfigError
+from model.yaml_schema import ConfigError
 from utils.model_options import add_model_arguments, autocast_for, build_predictor
 
 

@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 from evaluation.device import parse_device
 from model.checkpoint import CheckpointError
 from model.inputs import InputError
-from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor, get_points_on_a_grid
+from runtime.predictor import SUPPORT_GRID_SIZE, Predictor, get_points_on_a_grid
 from model.vit import BackboneUnavailableError
-from utils.config import ConfigError
+from model.yaml_schema import ConfigError
 from utils.live_source import LiveSource, is_live_source
 from utils.live_tracking import track_live
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, autocast_for, build_predictor

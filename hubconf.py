@@ -13,7 +13,7 @@ dependencies = ["torch", "transformers", "huggingface_hub", "yaml", "numpy", "tq
 
 
 def _load(variant: str, **kwargs: Any):
-    from model.trackon_predictor import Predictor
+    from runtime.predictor import Predictor
 
     return Predictor.from_pretrained(variant, **kwargs)
 

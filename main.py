@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from utils.config import SCHEMA, ConfigError, config_from_mapping, load_config
+from model.yaml_schema import SCHEMA, ConfigError, config_from_mapping, load_config
 
 EXIT_SETUP_ERROR = 2
 

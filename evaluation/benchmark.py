@@ -35,8 +35,8 @@ from evaluation.device import parse_device
 from evaluation.stage_timing import StageTimer
 from evaluation.steady_state import fill_memory_at_start
 from model.registry import is_variant_name
-from model.trackon_predictor import Predictor, get_points_on_a_grid
-from utils.config import ConfigError, load_config
+from runtime.predictor import Predictor, get_points_on_a_grid
+from model.yaml_schema import ConfigError, load_config
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
 
 SEED = 1234

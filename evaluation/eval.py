@@ -30,8 +30,8 @@ from evaluation.partial import (PartialResultsError, PartialWriter, check_writab
 from evaluation.report import accumulate, final_lines, skipped_lines, skipped_videos, write_json
 from model.checkpoint import CheckpointError
 from model.registry import is_variant_name
-from model.trackon_predictor import SUPPORT_GRID_SIZE
-from utils.config import ConfigError
+from runtime.predictor import SUPPORT_GRID_SIZE
+from model.yaml_schema import ConfigError
 from utils.distributed import DistInfo, cleanup, fix_random_seeds, gather, init_distributed, shard
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
 
@@ -117,7 +117,7 @@ def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device:
 
     ``allow_outside_queries`` is for Dynamic Replica, whose query points may lie outside the frame.
     """
-    from model.trackon_predictor import Predictor
+    from runtime.predictor import Predictor
 
     try:
         predictor = Predictor(model_args, checkpoint_path=checkpoint_path, support_grid_size=SUPPORT_GRID_SIZE,

@@ -3,7 +3,7 @@ loop over ``EvalSample``s for every benchmark, with the benchmark's rules from `
 
 A predictor is any callable ``predictor(video, queries) -> (trajectory, visibility)`` with video
 (1, T, 3, H, W) float in [0, 255], queries (1, N, 3) as (t, x, y) pixels, trajectory (1, T, N, 2) xy pixels and
-visibility (1, T, N) bool -- the interface of ``model.trackon_predictor.Predictor``.
+visibility (1, T, N) bool -- the interface of ``runtime.predictor.Predictor``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.onednn import keeps_derived_values, linear
 from model.vit_adapter import ViTAdapter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -55,7 +54,6 @@ class Backbone(nn.Module):
         std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("image_mean", mean, persistent=False)
         self.register_buffer("image_std", std, persistent=False)
-        self._position_cache: tuple[tuple, torch.UntypedStorage, list[torch.Tensor]] | None = None
 
     def forward(self, frames: torch.Tensor) -> FeaturePyramid:
         """frames: (N, 3, H, W) in [0, 1] at the model input size -> token maps of shape (N, h*w, D)."""
@@ -65,31 +63,13 @@ class Backbone(nn.Module):
         maps = self.vit_encoder(normalised)
         tokens = []
         for feature, projection, position in zip(maps, self.projections, self.position_tokens()):
-            layer = projection[0]
-            projected = linear(feature.flatten(2).transpose(1, 2), layer.weight, layer.bias)
-            tokens.append(projected + position)
+            tokens.append(projection(feature.flatten(2).transpose(1, 2)) + position)
         return FeaturePyramid(*tokens)
 
     def position_tokens(self) -> list[torch.Tensor]:
         """The learned position map at strides 4, 8, 16 and 32 in token order, each (1, h*w, D); the coarser maps
-        are its bilinear downsamplings.
-
-        Where the map allows it (``keeps_derived_values``: frozen, as in a ``Predictor``, and not an inference
-        tensor) they are computed once and kept while the parameter keeps its storage (held, so that its address
-        cannot be reused unnoticed), version, dtype and device; in-place writes bump the version, writes through
-        ``.data`` do not (reload such a map with ``load_state_dict``). Otherwise they are computed on every call.
-        """
+        are its bilinear downsamplings."""
         pos = self.pos_embedding
-        key = None
-        if keeps_derived_values(pos):
-            storage = pos.untyped_storage()
-            key = (storage.data_ptr(), pos.storage_offset(), pos._version, pos.dtype, pos.device)
-            cached = self._position_cache
-            if cached is not None and cached[0] == key:
-                return cached[2]
-        with torch.inference_mode(False):  # the kept tensors must also serve calls outside inference mode
-            levels = [pos] + [F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
-                              for level in range(1, 4)]
-            tokens = [level_map.flatten(2).transpose(1, 2).contiguous() for level_map in levels]
-        self._position_cache = None if key is None else (key, storage, tokens)
-        return tokens
+        levels = [pos] + [F.interpolate(pos, scale_factor=0.5**level, mode="bilinear", align_corners=False)
+                          for level in range(1, 4)]
+        return [level_map.flatten(2).transpose(1, 2) for level_map in levels]

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from model.registry import get_variant, variant_names
-from utils.errors import one_line
+from model.errors import one_line
 
 # Released checkpoint file of every variant name and alias the tools accept (from the registry).
 HUB_FILES = {name: get_variant(name).checkpoint_file for name in variant_names()}

@@ -1,7 +1,9 @@
 """The typed model configuration: only the fields that decide the network and its inference behaviour.
 
 Built from the reference's YAML key names (``from_yaml``, ``from_dict``, ``from_namespace``) and validated by the
-same rules and messages as every other config (``utils.config``); training and data keys are left out.
+same rules and messages as every other config (``model.yaml_schema``); training and data keys are left out. It is the
+only configuration the model accepts: YAML files and command-line flags become a ``ModelConfig`` where they come
+in, and are validated there, once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from utils.config import ConfigError, config_from_mapping, load_config
+from model.yaml_schema import ConfigError, config_from_mapping, load_config
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class ModelConfig:
     rerank_layer_num: int
     vit_backbone: str  # a key of model.vit.VITS
     vit_upsample_factor: float  # frames go to the ViT at this scale (DINOv3's 16-px patches match DINOv2's 14)
-    M_i: int  # memory slots at inference (the temporal embedding is resampled from M to M_i)
+    M_i: int | None  # memory slots at inference (None: ``runtime.memory_size`` decides); t_embedding is resampled
     delta_v: float  # visibility threshold on the predicted probability
     grad_checkpoint: bool = False  # recompute the adapter's activations in the backward pass (saves memory)
     backbone_config: Mapping[str, Any] | None = None  # a Hugging Face config: random ViT instead of the hub's
@@ -47,11 +49,10 @@ class ModelConfig:
         return tuple(field.name for field in dataclasses.fields(cls))
 
     @classmethod
-    def from_namespace(cls, args: argparse.Namespace | Mapping[str, Any]) -> "ModelConfig":
-        """The model fields of a full config (training and data keys are ignored); missing ones take defaults."""
-        values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-        resolved = vars(config_from_mapping({k: v for k, v in values.items() if k in cls.field_names()}))
-        return cls(**{name: resolved[name] for name in cls.field_names()})
+    def from_namespace(cls, args: argparse.Namespace) -> "ModelConfig":
+        """The model fields of a whole config already validated by ``load_config`` / ``config_from_mapping``
+        (training and data keys are left out)."""
+        return cls(**{name: getattr(args, name) for name in cls.field_names()})
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "model config") -> "ModelConfig":
@@ -63,18 +64,12 @@ class ModelConfig:
             config_from_mapping(values, source)  # a typo gets its "did you mean" message here
             raise ConfigError(f"{source}: {', '.join(map(repr, foreign))} are not model settings; expected only "
                               f"{', '.join(cls.field_names())}")
-        return cls.from_namespace(values)
+        return cls.from_namespace(config_from_mapping(values, source))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "ModelConfig":
         """The model fields of a YAML config file (which may also hold training and data keys)."""
         return cls.from_namespace(load_config(path, **overrides))
-
-    @classmethod
-    def coerce(cls, config: "ModelConfig | argparse.Namespace | Mapping[str, Any]") -> "ModelConfig":
-        """A ModelConfig as is; a namespace or mapping of config keys (all validated, unknown keys refused) by its
-        model fields."""
-        return config if isinstance(config, ModelConfig) else cls.from_namespace(config_from_mapping(config))
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """A copy with some fields changed (validated); an unknown field name is an error naming it."""

@@ -8,7 +8,6 @@ import torch
 import torch.nn as nn
 
 from model.blocks import MHABlock, DMSMHABlock
-from model.onednn import linear
 
 STRIDE = 4
 
@@ -72,7 +71,7 @@ class RerankModule(nn.Module):
         for layer in self.local_decoder:
             decoded = layer(decoded, context.feats, refs, context.shapes)
         fusion_input = torch.cat([decoded.view(batch, num, k, dim), candidates], dim=-1)
-        decoded = linear(fusion_input, self.fusion_layer.weight, self.fusion_layer.bias)
+        decoded = self.fusion_layer(fusion_input)
         u_logit = self.certainty_layer(decoded).squeeze(-1)
         s_logit = self.score_layer(decoded).squeeze(-1)
         flat_q = q.reshape(batch * num, 1, dim)

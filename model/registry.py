@@ -2,7 +2,7 @@
 
 Each variant names its model configuration (the YAML keys of the reference), its frozen ViT, its checkpoint on the
 Hugging Face hub and the licence terms that come with it. The ViTs come from ``model.vit.VITS``;
-``utils.config.VIT_BACKBONES`` and ``model.checkpoint.HUB_FILES`` derive from these two, and the files in
+``model.yaml_schema.VIT_BACKBONES`` and ``model.checkpoint.HUB_FILES`` derive from these two, and the files in
 ``config/`` are checked against them by the tests.
 """
 

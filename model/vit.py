@@ -13,8 +13,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from model.onednn import route_linears_through_onednn
-from utils.errors import one_line
+from model.errors import one_line
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,7 @@ def vit_spec(vit_backbone: str) -> VitSpec:
 
 
 def build_vit(vit_backbone: str, backbone_config: Mapping[str, Any] | None = None) -> nn.Module:
-    """A frozen ViT: randomly initialised from ``backbone_config`` if given, else pretrained from the hub. Its
-    linears run through oneDNN at float32 CPU inference (``model.onednn``)."""
+    """A frozen ViT: randomly initialised from ``backbone_config`` if given, else pretrained from the hub."""
     import transformers
 
     if backbone_config is not None:
@@ -80,7 +78,7 @@ def build_vit(vit_backbone: str, backbone_config: Mapping[str, Any] | None = Non
                 "ViT (for tests)."
             ) from err
     model.requires_grad_(False)
-    return route_linears_through_onednn(model).eval()
+    return model.eval()
 
 
 def vit_blocks(vit: nn.Module) -> nn.ModuleList:

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as checkpoint
 
 from model.msda import MultiScaleDeformableAttention
-from model.onednn import linear
 from model.vit import build_vit, run_block, vit_blocks, vit_family, vit_patch_size, vit_prefix_tokens, vit_spec
 
 INTERACTION_INDEXES = ((0, 2), (3, 5), (6, 8), (9, 11))
@@ -99,8 +98,8 @@ class ConvFFN(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        x = self.drop(self.act(self.dwconv(linear(x, self.fc1.weight, self.fc1.bias), h, w)))
-        return self.drop(linear(x, self.fc2.weight, self.fc2.bias))
+        x = self.drop(self.act(self.dwconv(self.fc1(x), h, w)))
+        return self.drop(self.fc2(x))
 
 
 class Injector(nn.Module):

@@ -65,7 +65,7 @@ SCHEMA: dict[str, _Key] = {
     "vit_upsample_factor": _Key(_NUMBER, 1.0),
     "backbone_config": _Key((dict, type(None)), None),
     # inference
-    "M_i": _Key(int, 48),
+    "M_i": _Key((int, type(None)), None),  # unset: runtime.memory_size.inference_memory_size decides
     "delta_v": _Key(_NUMBER, 0.8),
     # training
     "lambda_patch_cls": _Key(_NUMBER, 3.0),

@@ -42,7 +42,7 @@ def golden() -> dict:
 
 @pytest.fixture(scope="session")
 def golden_config(golden):
-    from utils.config import config_from_mapping
+    from model.yaml_schema import config_from_mapping
 
     return config_from_mapping({**golden["config"], "backbone_config": golden["backbone_config"]})
 

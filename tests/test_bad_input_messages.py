@@ -18,7 +18,7 @@ from model.inputs import InputError
 from model.trackon_predictor import Predictor
 from tests.tiny_model import TINY_DINOV2, tiny_config
 from utils import model_options
-from utils.config import ConfigError, config_from_mapping
+from model.yaml_schema import ConfigError, config_from_mapping
 from utils.video_io import write_video
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ROOT
-from utils.config import ConfigError, config_from_mapping, load_config
+from model.yaml_schema import ConfigError, config_from_mapping, load_config
 
 
 @pytest.mark.parametrize("name, backbone, factor", [("test.yaml", "dinov3_s_plus", 1.143),

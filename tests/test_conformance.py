@@ -12,7 +12,7 @@ from model.loss import LossFunction
 from model.trackon import TrackOn2
 from model.trackon_predictor import Predictor
 from tests.conftest import FIXTURES
-from utils.config import config_from_mapping
+from model.yaml_schema import config_from_mapping
 
 TOL = 1e-6
 

@@ -13,7 +13,7 @@ from dataset.synthetic import generate_clip, tapvid_entry, write_robotap, write_
 from dataset.synthetic import write_tapvid_rgb_stacking
 from dataset.tapvid import TAPVid
 from dataset.tapvid_queries import sample_queries_first, sample_queries_strided
-from utils.config import config_from_mapping
+from model.yaml_schema import config_from_mapping
 
 CLIP = dict(num_frames=8, height=256, width=256, num_points=24)
 

@@ -19,7 +19,7 @@ from dataset.tapvid import TAPVid
 from evaluation.eval import main
 from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
-from utils.config import load_config
+from model.yaml_schema import load_config
 from evaluation.metrics import compute_tapvid_metrics, tapvid_video_summary
 
 REPO = Path(__file__).resolve().parents[1]

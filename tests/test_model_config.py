@@ -13,8 +13,8 @@ from model.heads import PredictionHead, RerankModule
 from model.trackon import TrackOn2
 from tests.conftest import ROOT
 from tests.tiny_model import tiny_config
-from utils.config import SCHEMA, ConfigError, load_config
-from utils.run_config import DataConfig, RunConfig, TrainingConfig
+from model.yaml_schema import SCHEMA, ConfigError, load_config
+from training.config import DataConfig, RunConfig, TrainingConfig
 
 
 def test_from_yaml_keeps_only_model_fields():

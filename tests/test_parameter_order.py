@@ -16,7 +16,7 @@ import pytest
 from model.trackon import TrackOn2
 from tests.test_conformance import FULL_SIZE_VITS
 from training.trainer import build_optimizer
-from utils.config import config_from_mapping
+from model.yaml_schema import config_from_mapping
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_state_dict_keys.tsv"
 BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")

@@ -21,7 +21,7 @@ from tests.training_data import write_training_data
 from training import checkpointing
 from training.schedule import build_scheduler
 from training.trainer import build_optimizer
-from utils.config import load_config
+from model.yaml_schema import load_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_state_dict_keys.tsv"
 BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")

@@ -20,7 +20,7 @@ from model.trackon import TrackOn2
 from tests.tiny_model import TINY_DINOV3, tiny_config
 from training.logging import TrainingLogger, logged_values
 from training.schedule import build_scheduler
-from utils.config import ConfigError, config_from_mapping
+from model.yaml_schema import ConfigError, config_from_mapping
 
 LOSSES = {"L_p": 3.0, "L_p2": 2.0, "L_vis": 0.5, "L_o": 1.0, "L_u": 0.25, "L_topk_u": 0.125, "L_topk_rank": 0.75}
 

@@ -16,7 +16,7 @@ import torch
 
 from tests.tiny_model import tiny_config
 from tests.training_data import write_training_data
-from utils.config import load_config
+from model.yaml_schema import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_KEYS = {"T": 4, "N": 8, "epoch_num": 1, "num_workers": 0, "amp": False, "log_backend": "csv",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from utils.config import config_from_mapping
+from model.yaml_schema import config_from_mapping
 
 TINY_DINOV2 = {
     "model_type": "dinov2",

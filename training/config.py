@@ -1,6 +1,6 @@
 """Typed views of a full (training) config: the model, the data and the optimisation settings, each on its own.
 
-A YAML config stays one flat mapping with the reference's key names (validated by ``utils.config``); these
+A YAML config stays one flat mapping with the reference's key names (validated by ``model.yaml_schema``); these
 dataclasses split it so that each part of the code receives only the settings it uses. Every key of the schema
 belongs to exactly one of them (the tests check it).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from model.config import ModelConfig
-from utils.config import config_from_mapping, load_config
+from model.yaml_schema import config_from_mapping, load_config
 
 _Settings = TypeVar("_Settings", "DataConfig", "TrainingConfig")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from model.loss import LOSS_NAMES
-from utils.config import ConfigError
+from model.yaml_schema import ConfigError
 
 LOSS_TAGS = {
     "L_p": "Training/point_loss",

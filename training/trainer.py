@@ -42,7 +42,7 @@ from training.logging import TrainingLogger
 from training.queries import sample_queries
 from training.resume_check import changed_settings
 from training.schedule import build_scheduler
-from utils.run_config import RunConfig, TrainingConfig
+from training.config import RunConfig, TrainingConfig
 
 P_MASK = 0.1
 CLIP_NORM = 1.0

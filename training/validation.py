@@ -17,8 +17,8 @@ from evaluation.datasets import TAPVID_DATASETS, benchmark, build_dataset
 from evaluation.evaluator import evaluate
 from evaluation.report import accumulate
 from model.trackon import TrackOn2
-from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor
-from utils.config import config_from_mapping
+from runtime.predictor import SUPPORT_GRID_SIZE, Predictor
+from model.yaml_schema import config_from_mapping
 
 
 def evaluation_config(args: argparse.Namespace) -> argparse.Namespace:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from model.inputs import InputError, check_queries
-from model.trackon_predictor import FrameTracks, Predictor
+from runtime.predictor import FrameTracks, Predictor
 from utils.live_source import FrameListSource, LiveSource
 from utils.visualize import TrailRenderer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from model.inputs import InputError
-from model.trackon_predictor import get_points_on_a_grid
+from runtime.predictor import get_points_on_a_grid
 from utils.video_io import iter_video_frames, video_fps
 from utils.visualize import draw_disc, draw_ring, position_colours
 

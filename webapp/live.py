@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from model.inputs import InputError
-from model.trackon_predictor import Predictor
+from runtime.predictor import Predictor
 from utils.visualize import TrailRenderer
 
 FPS_WINDOW_SECONDS = 3.0

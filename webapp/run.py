@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from model.trackon_predictor import Predictor
+from runtime.predictor import Predictor
 from utils.live_source import FrameListSource
 from utils.live_tracking import track_live
 from utils.video_io import write_video

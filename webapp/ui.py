@@ -18,8 +18,8 @@ import gradio as gr
 import numpy as np
 
 from model.inputs import InputError
-from model.trackon_predictor import Predictor
-from utils.errors import one_line
+from runtime.predictor import Predictor
+from model.errors import one_line
 from utils.video_io import VideoReadError
 from webapp.clip import Clip, load_clip
 from webapp.live import AutocastFactory, LiveSession, session_predictor
