@@ -21,6 +21,7 @@ from dataset.movi_f import MoviFLarge  # noqa: E402
 from dataset.movi_f_sampling import sample_frame_indices  # noqa: E402
 from dataset.synthetic import write_movi_f  # noqa: E402
 from model.loss import LOSS_NAMES, LossFunction  # noqa: E402
+from model.config import ModelConfig
 from model.trackon import TrackOn2  # noqa: E402
 from tests.tiny_model import TINY_DINOV3, tiny_config  # noqa: E402
 from training.logging import logged_values  # noqa: E402
@@ -50,7 +51,7 @@ def frozen_vit(root: Path) -> None:
     for switch in (False, True):
         args = tiny_config(frozen_vit_train_mode=switch, **base)
         torch.manual_seed(0)
-        model = TrackOn2(args).train()
+        model = TrackOn2(ModelConfig.from_namespace(args)).train()
         data = MoviFLarge.from_config(args)
         totals[switch] = [sum(training_losses(model, args, *batch(data, i), seed=i)) for i in range(3)]
         frames = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
@@ -72,7 +73,7 @@ def random_frames(root: Path) -> None:
         args = tiny_config(movi_f_root=str(root), T=8, N=16, frame_sampling="random", frame_sample_ratio=2.0,
                            random_frames_sorted=switch)
         torch.manual_seed(0)
-        model = TrackOn2(args).train()
+        model = TrackOn2(ModelConfig.from_namespace(args)).train()
         data = MoviFLarge.from_config(args)
         loss = [sum(training_losses(model, args, *batch(data, i), seed=i)) for i in range(3)]
         print(f"  random_frames_sorted={switch}: T=48 of 96 frames: mean |frame step| {np.mean(gaps):.2f}, "
@@ -83,7 +84,7 @@ def empty_mask(root: Path) -> None:
     for mode in ("zero", "nan"):
         args = tiny_config(movi_f_root=str(root), T=8, N=16, empty_mask_loss=mode)
         torch.manual_seed(0)
-        model = TrackOn2(args).train()
+        model = TrackOn2(ModelConfig.from_namespace(args)).train()
         video, tracks, visibility = batch(MoviFLarge.from_config(args))
         visibility = torch.zeros_like(visibility)
         visibility[:, 0] = True  # every point seen on its query frame only
@@ -123,7 +124,7 @@ def warmup() -> None:
 def logged_total(root: Path) -> None:
     args = tiny_config(movi_f_root=str(root), T=8, N=16)
     torch.manual_seed(0)
-    model = TrackOn2(args).train()
+    model = TrackOn2(ModelConfig.from_namespace(args)).train()
     data = MoviFLarge.from_config(args)
     for i in range(3):
         terms = dict(zip(LOSS_NAMES, training_losses(model, args, *batch(data, i), seed=i)))

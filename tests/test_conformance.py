@@ -9,6 +9,7 @@ import torch
 
 from model.checkpoint import load_state_dict_strict
 from model.loss import LossFunction
+from model.config import ModelConfig
 from model.trackon import TrackOn2
 from model.trackon_predictor import Predictor
 from tests.conftest import FIXTURES
@@ -58,7 +59,8 @@ def test_predictor_matches_reference(golden, golden_checkpoint, float64_default)
     config = {**golden["config"], "backbone_config": golden["backbone_config"], "M_i": settings["M_i"],
               "delta_v": settings["delta_v"]}
     predictor = Predictor(config, checkpoint_path=golden_checkpoint, support_grid_size=settings["support_grid_size"])
-    _assert_close(predictor.model.t_embedding.detach(), settings["t_embedding_after_extension"], "t_embedding")
+    _assert_close(predictor.model.time_embedding(predictor.memory_size).detach(),
+                  settings["t_embedding_after_extension"], "t_embedding")
     trajectory, visibility = predictor(golden["video"].clone(), golden["queries"].clone())
     _assert_close(trajectory, settings["trajectory"], "trajectory")
     assert torch.equal(visibility, settings["visibility"])
@@ -90,7 +92,7 @@ def test_state_dict_names_match_official_checkpoints(variant):
     factor = 1.143 if variant == "dinov3_s_plus" else 1.0
     config = config_from_mapping({"vit_backbone": variant, "vit_upsample_factor": factor, "M": 24, "D": 256,
                                   "K": 16, "backbone_config": FULL_SIZE_VITS[variant]})
-    model = TrackOn2(config)
+    model = TrackOn2(ModelConfig.from_namespace(config))
     ours = {name: tuple(t.shape) for name, t in model.state_dict().items()
             if not name.startswith(f"backbone.vit_encoder.{variant.split('_')[0]}.")}
     official = _official_names(variant)
@@ -101,7 +103,7 @@ def test_state_dict_names_match_official_checkpoints(variant):
 
 
 def test_transformers4_and_5_vit_names_both_load(golden, golden_config):
-    model = TrackOn2(golden_config).double().eval()
+    model = TrackOn2(ModelConfig.from_namespace(golden_config)).double().eval()
     renamed = {}
     for name, value in golden["state_dict"].items():
         renamed[name.replace(".attention.attention.query.", ".attention.q_proj.")

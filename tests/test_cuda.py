@@ -10,7 +10,7 @@ import torch
 from model.online import OnlineTracker
 from model.trackon import TrackOn2
 from model.trackon_predictor import Predictor
-from tests.tiny_model import tiny_config
+from tests.tiny_model import tiny_config, tiny_model_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -25,7 +25,7 @@ def test_a_frame_step_never_synchronises_with_the_host(amp):
     after the first, where every query is active."""
     torch.manual_seed(0)
     device = torch.device("cuda")
-    model = TrackOn2(tiny_config()).to(device).eval()
+    model = TrackOn2(tiny_model_config()).to(device).eval()
     video = _video(5, model.input_size).to(device)
     tracker = OnlineTracker(model, batch=1, coords_like=video.new_zeros(1, 0, 2))
     tracker.add_queries(torch.rand(1, 9, 2, device=device), 0)

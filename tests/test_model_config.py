@@ -12,7 +12,7 @@ from model.config import ModelConfig
 from model.heads import PredictionHead, RerankModule
 from model.trackon import TrackOn2
 from tests.conftest import ROOT
-from tests.tiny_model import tiny_config
+from tests.tiny_model import tiny_config, tiny_model_config
 from model.yaml_schema import SCHEMA, ConfigError, load_config
 from training.config import DataConfig, RunConfig, TrainingConfig
 
@@ -48,7 +48,7 @@ def test_invalid_values_fail_when_built_or_replaced():
 
 def test_model_from_typed_config_matches_model_from_namespace():
     torch.manual_seed(0)
-    from_namespace = TrackOn2(tiny_config())
+    from_namespace = TrackOn2(ModelConfig.from_namespace(tiny_config()))
     torch.manual_seed(0)
     from_typed = TrackOn2(ModelConfig.from_namespace(tiny_config()))
     typed_state = from_typed.state_dict()
@@ -56,12 +56,13 @@ def test_model_from_typed_config_matches_model_from_namespace():
     assert all(torch.equal(value, typed_state[name]) for name, value in from_namespace.state_dict().items())
 
 
-def test_frozen_vit_train_mode_comes_from_the_namespace_or_the_argument():
+def test_frozen_vit_train_mode_is_an_explicit_argument_and_the_model_takes_only_a_model_config():
     args = tiny_config()
     args.frozen_vit_train_mode = True
-    assert TrackOn2(args).backbone.vit_encoder.vit_train_mode
     assert not TrackOn2(ModelConfig.from_namespace(args)).backbone.vit_encoder.vit_train_mode
     assert TrackOn2(ModelConfig.from_namespace(args), vit_train_mode=True).backbone.vit_encoder.vit_train_mode
+    with pytest.raises(TypeError, match="TrackOn2 takes a ModelConfig, got Namespace"):
+        TrackOn2(args)
 
 
 def test_heads_take_explicit_sizes():
@@ -92,6 +93,6 @@ def test_backbone_config_patch_size_must_fit_the_named_vit():
         tiny_config(backbone_config={**tiny_config().backbone_config, "patch_size": 16})
 
 
-def test_model_from_a_mapping_refuses_unknown_keys():
+def test_model_config_from_a_mapping_refuses_unknown_keys():
     with pytest.raises(ConfigError, match="unknown key\\(s\\) 'dim'"):
-        TrackOn2({**vars(tiny_config()), "dim": 64})
+        ModelConfig.from_dict({**tiny_model_config().to_dict(), "dim": 64})

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from model.loss import LossFunction
 from model.msda import MultiScaleDeformableAttention
 from model.trackon import TrackOn2
-from tests.tiny_model import TINY_DINOV3, tiny_config
+from tests.tiny_model import TINY_DINOV3, tiny_config, tiny_model_config
 
 
 def test_msda_samples_at_reference_point_and_adds_residual():
@@ -42,11 +42,10 @@ def test_msda_rejects_wrong_value_length():
 
 
 def test_memory_extension_keeps_endpoints_and_current_row():
-    model = TrackOn2(tiny_config())
+    model = TrackOn2(tiny_model_config())
     before = model.t_embedding.detach().clone()
-    model.memory_extension(10)
-    after = model.t_embedding.detach()
-    assert after.shape == (1, 11, 64) and model.M == 10
+    after = model.time_embedding(10).detach()
+    assert after.shape == (1, 11, 64) and model.t_embedding.shape == (1, 5, 64)
     assert torch.allclose(after[:, 0], before[:, 0]) and torch.allclose(after[:, 9], before[:, 3])
     assert torch.equal(after[:, -1], before[:, -1])
     # Output row 4 of 10 sits at 4 * 3 / 9 = 4/3 on the 4-row input grid (align_corners=True).
@@ -56,7 +55,7 @@ def test_memory_extension_keeps_endpoints_and_current_row():
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
-    return TrackOn2(tiny_config()).double().eval()
+    return TrackOn2(tiny_model_config()).double().eval()
 
 
 def _clip(seed: int, frames: int = 6):
@@ -85,7 +84,7 @@ def test_outputs_are_zero_before_a_query_starts(tiny_model):
 
 def test_training_step_reaches_adapter_but_not_the_frozen_vit():
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config()).train()
+    model = TrackOn2(tiny_model_config()).train()
     video = torch.rand(1, 4, 3, 64, 96) * 255
     queries = torch.tensor([[[0, 10.0, 20.0], [1, 40.0, 30.0]]])
     out = model(video, queries)
@@ -103,7 +102,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for checkpointed in (False, True):
         torch.manual_seed(0)
-        model = TrackOn2(tiny_config(grad_checkpoint=checkpointed)).double().train()
+        model = TrackOn2(tiny_model_config(grad_checkpoint=checkpointed)).double().train()
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
@@ -116,7 +115,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 def test_dinov3_backbone_with_upsampling_runs_and_is_consistent():
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config(vit_backbone="dinov3_s_plus", vit_upsample_factor=1.143,
+    model = TrackOn2(tiny_model_config(vit_backbone="dinov3_s_plus", vit_upsample_factor=1.143,
                                   backbone_config=TINY_DINOV3)).double().eval()
     assert model.backbone.vit_encoder.vit_input_size(64, 96) == (64, 96)
     assert model.backbone.vit_encoder.vit_input_size(384, 512) == (432, 576)
@@ -129,7 +128,7 @@ def test_dinov3_backbone_with_upsampling_runs_and_is_consistent():
 
 def test_float32_and_bfloat16_autocast_run_on_cpu():
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config()).eval()
+    model = TrackOn2(tiny_model_config()).eval()
     video = torch.rand(1, 3, 3, 64, 96) * 255
     queries = torch.tensor([[[0, 10.0, 20.0]]])
     reference = model.forward_online(video, queries)["P"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from model.config import ModelConfig
 from model.trackon import TrackOn2
 from tests.test_conformance import FULL_SIZE_VITS
 from training.trainer import build_optimizer
@@ -34,7 +35,7 @@ def full_size(request) -> tuple[str, TrackOn2]:
     factor = 1.143 if variant == "dinov3_s_plus" else 1.0
     config = config_from_mapping({"vit_backbone": variant, "vit_upsample_factor": factor, "M": 24, "D": 256,
                                   "K": 16, "backbone_config": FULL_SIZE_VITS[variant]})
-    return variant, TrackOn2(config)
+    return variant, TrackOn2(ModelConfig.from_namespace(config))
 
 
 def _vit_prefix(variant: str) -> str:

@@ -24,7 +24,7 @@ import torch
 from model.registry import VARIANTS, get_variant
 from model.trackon import TrackOn2
 from tests.conftest import ROOT
-from tests.tiny_model import TINY_DINOV3, tiny_config
+from tests.tiny_model import TINY_DINOV3, tiny_config, tiny_model_config
 from utils.video_io import write_video
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -49,7 +49,7 @@ def _release(cache: Path, variant_name: str, with_vit: bool, **config: object) -
     """A random tiny tracker saved as the variant's checkpoint (without the ViT, as the released files are),
     and its ViT saved under the variant's ViT repository id if ``with_vit``. Returns the ViT's weights."""
     variant = get_variant(variant_name)
-    model = TrackOn2(tiny_config(vit_backbone=variant.config.vit_backbone, **config))
+    model = TrackOn2(tiny_model_config(vit_backbone=variant.config.vit_backbone, **config))
     tracker = {k: v for k, v in model.state_dict().items() if not k.startswith(VIT_PREFIX + variant.vit.family)}
     torch.save({"model": tracker}, _snapshot(cache, variant.checkpoint_repo) / variant.checkpoint_file)
     if with_vit:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from model.checkpoint import CheckpointError
+from model.config import ModelConfig
 from model.trackon import TrackOn2
 from tests.training_data import write_training_data
 from training import checkpointing
@@ -66,7 +67,7 @@ def make_reference_checkpoint(args, seed: int = 7):
     """A tiny model, its AdamW (reference order) after REF_ITERATION steps with random gradients, in the reference's
     layout. Returns (checkpoint, model, {name: parameter}, optimizer, scheduler)."""
     torch.manual_seed(seed)
-    model = TrackOn2(args)
+    model = TrackOn2(ModelConfig.from_namespace(args))
     named = dict(model.named_parameters())
     ordered = [named[name] for name in reference_parameter_order(model)]
     optimizer = torch.optim.AdamW(ordered, lr=args.lr, weight_decay=args.wd)
@@ -101,7 +102,7 @@ def reference_file(data, tmp_path):
 
 def _fresh(args):
     torch.manual_seed(99)
-    model = TrackOn2(args)
+    model = TrackOn2(ModelConfig.from_namespace(args))
     optimizer = build_optimizer(model, args)
     return model, optimizer, build_scheduler(optimizer, args.iters_per_epoch, args.epoch_num)
 
@@ -220,7 +221,7 @@ def test_our_checkpoint_from_before_the_reorder_still_resumes(reference_file, tm
 
     args = reference_file["args"]
     torch.manual_seed(3)
-    old_model = TrackOn2(args)
+    old_model = TrackOn2(ModelConfig.from_namespace(args))
     named = dict(old_model.named_parameters())
     current = [name for name, p in old_model.named_parameters() if p.requires_grad]
     old_optimizer = torch.optim.AdamW([named[n] for n in legacy_parameter_order(current)], lr=args.lr)

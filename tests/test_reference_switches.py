@@ -17,7 +17,7 @@ from dataset.movi_f_sampling import sample_frame_indices
 from dataset.synthetic import write_movi_f
 from model.loss import LossFunction
 from model.trackon import TrackOn2
-from tests.tiny_model import TINY_DINOV3, tiny_config
+from tests.tiny_model import TINY_DINOV3, tiny_config, tiny_model_config
 from training.logging import TrainingLogger, logged_values
 from training.schedule import build_scheduler
 from model.yaml_schema import ConfigError, config_from_mapping
@@ -44,7 +44,7 @@ def test_defaults_are_ours():
 @pytest.mark.parametrize("switch", [False, True])
 def test_frozen_vit_train_mode(switch):
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config(vit_backbone="dinov3_s", backbone_config=dict(TINY_DINOV3),
+    model = TrackOn2(tiny_model_config(vit_backbone="dinov3_s", backbone_config=dict(TINY_DINOV3),
                                   frozen_vit_train_mode=switch)).train()
     adapter = model.backbone.vit_encoder
     assert adapter.training and adapter.spm.training

@@ -15,7 +15,7 @@ from model.msda import (PAD, MultiScaleDeformableAttention, deformable_sampling,
                         level_constants, padded_value_table)
 from model.onednn import linear, onednn_applies, onednn_weight, relu_feed_forward, rows_product
 from model.trackon import StepPlan, TrackOn2, slide_in
-from tests.tiny_model import tiny_config
+from tests.tiny_model import tiny_config, tiny_model_config
 
 TIGHT = 1e-12
 
@@ -139,7 +139,7 @@ def _straightforward_correlation(model: TrackOn2, q: torch.Tensor, pyramid) -> t
 
 def test_correlation_basis_matches_upsample_then_conv():
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config()).double().eval()
+    model = TrackOn2(tiny_model_config()).double().eval()
     nn.init.normal_(model.ms_corr_proj.bias)
     pyramid = [torch.randn(2, h * w, model.D, dtype=torch.float64) for h, w in model.level_shapes()]
     q = torch.randn(2, 5, model.D, dtype=torch.float64)
@@ -218,7 +218,7 @@ def test_converted_weights_are_reused_until_the_parameter_changes():
 
 def _tracked_model() -> TrackOn2:
     torch.manual_seed(0)
-    return TrackOn2(tiny_config(M=6)).double().eval()
+    return TrackOn2(tiny_model_config(M=6)).double().eval()
 
 
 def test_skipping_empty_memory_slots_is_exact():
@@ -315,7 +315,7 @@ def test_single_query_block_zeroes_a_query_whose_keys_are_all_masked():
 
 def test_position_tokens_are_kept_for_a_frozen_map_and_follow_its_changes():
     torch.manual_seed(0)
-    backbone = TrackOn2(tiny_config()).double().backbone
+    backbone = TrackOn2(tiny_model_config()).double().backbone
     pos = backbone.pos_embedding
 
     def direct() -> list[torch.Tensor]:
@@ -377,7 +377,7 @@ def test_memory_window_made_in_inference_mode_slides_on_outside_it():
 
 def test_correlation_through_onednn_matches_the_batched_matmul():
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config()).eval().requires_grad_(False)
+    model = TrackOn2(tiny_model_config()).eval().requires_grad_(False)
     nn.init.normal_(model.ms_corr_proj.bias)
     pyramid = [torch.randn(1, h * w, model.D) for h, w in model.level_shapes()]
     q = torch.randn(1, 5, model.D)
@@ -406,7 +406,7 @@ def test_a_model_built_in_inference_mode_tracks():
     """Its parameters are inference tensors, without the version counter the kept position tokens check."""
     torch.manual_seed(0)
     with torch.inference_mode():
-        model = TrackOn2(tiny_config()).eval()
+        model = TrackOn2(tiny_model_config()).eval()
         assert model.backbone.pos_embedding.is_inference()
         first = model.backbone.position_tokens()
         assert model.backbone._position_cache is None  # computed on every call

@@ -7,7 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from model.trackon import StepPlan, TrackOn2
 from model.trackon_predictor import Predictor
-from tests.tiny_model import tiny_config
+from tests.tiny_model import tiny_config, tiny_model_config
 
 # Ops that copy a device value to the host (and so wait for the GPU) or that need such a copy to size a result.
 SYNCING_OPS = ("aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.item")
@@ -31,7 +31,7 @@ def _frames(count: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
 
 def test_all_active_step_never_reads_the_device_back():
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config()).eval()
+    model = TrackOn2(tiny_model_config()).eval()
     frames = _frames(3, model.input_size)
     coords = torch.rand(1, 7, 2, generator=torch.Generator().manual_seed(1))
     times = torch.zeros(1, 7, dtype=torch.long)
@@ -53,7 +53,7 @@ def test_all_active_step_never_reads_the_device_back():
 def test_the_recorder_sees_the_synchronising_path():
     """Without a host-side plan the step reads its masks back (nonzero / item): the recorder must notice."""
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config()).eval()
+    model = TrackOn2(tiny_model_config()).eval()
     frame_pixels = _frames(1, model.input_size)
     times = torch.tensor([[0, 0, 1]])
     recorder = OpRecorder()
@@ -67,7 +67,7 @@ def test_the_recorder_sees_the_synchronising_path():
 
 def test_bf16_autocast_runs_and_roughly_agrees_with_float32():
     torch.manual_seed(0)
-    model = TrackOn2(tiny_config()).eval()
+    model = TrackOn2(tiny_model_config()).eval()
     video = _frames(4, (64, 96), seed=2).unsqueeze(0) * 255
     queries = torch.tensor([[[0, 10.0, 12.0], [0, 50.0, 30.0], [1, 80.0, 40.0], [0, 30.0, 50.0]]])
     reference = model.forward_online(video, queries)

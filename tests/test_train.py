@@ -120,10 +120,11 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
     from training import checkpointing
     from training.trainer import build_optimizer
     from training.schedule import build_scheduler
-    from model.trackon import TrackOn2
+    from model.config import ModelConfig
+from model.trackon import TrackOn2
 
     args = _config(data, tmp_path / "a", iters_per_epoch=2)
-    model = TrackOn2(args)
+    model = TrackOn2(ModelConfig.from_namespace(args))
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, 10, 3)
     for _ in range(4):
@@ -135,7 +136,7 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
     assert checkpointing.resume_path(str(path), str(tmp_path / "missing")) == path
     assert checkpointing.resume_path(None, str(tmp_path / "missing")) is None
 
-    other = TrackOn2(args)
+    other = TrackOn2(ModelConfig.from_namespace(args))
     other_optimizer = build_optimizer(other, args)
     other_scheduler = build_scheduler(other_optimizer, 10, 3)
     run_vars = checkpointing.restore(path, other, other_optimizer, other_scheduler, None)
@@ -160,7 +161,7 @@ def test_overfitting_one_clip_drives_the_loss_down(data):
     args = _config(data, data["root"] / "unused", lr=1e-3)
     video, tracks, visibility, k = MoviFLarge.from_config(args, use_augs=False)[0]
     video, tracks, visibility = video[None], tracks[None, :, :k], visibility[None, :, :k]
-    model = TrackOn2(args)
+    model = TrackOn2(ModelConfig.from_namespace(args))
     optimizer = build_optimizer(model, args)
     iterations = 20
     state = TrainState(model, optimizer, build_scheduler(optimizer, iterations, 1), None, LossFunction.from_config(args),
@@ -180,7 +181,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(data, tmp_path, monkeypa
     from training.trainer import build_optimizer
 
     args = _config(data, tmp_path)
-    model = TrackOn2(args)
+    model = TrackOn2(ModelConfig.from_namespace(args))
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, 4, 1)
     best = checkpointing.initial_best()

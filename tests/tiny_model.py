@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from model.config import ModelConfig
 from model.yaml_schema import config_from_mapping
 
 TINY_DINOV2 = {
@@ -47,3 +48,8 @@ def tiny_config(**overrides: Any) -> argparse.Namespace:
     }
     values.update(overrides)
     return config_from_mapping(values)
+
+
+def tiny_model_config(**overrides: Any) -> ModelConfig:
+    """``tiny_config``'s model part, the configuration ``TrackOn2`` takes."""
+    return ModelConfig.from_namespace(tiny_config(**overrides))
