@@ -1,0 +1,1 @@
+"""Speed tooling: the frames/s and memory benchmark, stage timing and steady-state starts."""
