@@ -1,9 +1,9 @@
 """The evaluation benchmarks as data: for each name, its reader and the rules the reference evaluates it with.
 
 Every reader gives ``EvalSample``s (``reader.sample(i)``, ``reader.name(i)``, ``len(reader)``), so the evaluator
-is one loop for all of them; what differs between benchmarks is in ``BENCHMARKS``: the reader, the inference
-memory size M_i (24 on DAVIS, the config's elsewhere), whether query points may lie outside the frame (Dynamic
-Replica), the TAP-Vid query mode, the metrics and the per-video line.
+is one loop for all of them; what differs between benchmarks is in ``BENCHMARKS``: the reader, whether query points
+may lie outside the frame (Dynamic Replica), the TAP-Vid query mode, the metrics and the per-video line. The
+inference memory size of each benchmark is decided by ``runtime.memory_size``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from evaluation.metrics import (
 
 # Query sampling of every TAP-Vid reader in the reference: the first visible point of each track.
 TAPVID_QUERY_MODE = "first"
-# The reference's inference memory size on DAVIS.
-DAVIS_MEMORY_SIZE = 24
 
 
 class EvalDataset(Protocol):
@@ -77,7 +75,6 @@ class Benchmark:
     line_format: str = ".2f"
     line_separator: str = ", "
     unit: str = "Video"  # how the per-video line names a video
-    memory_size: int | None = None  # inference memory size M_i; None: the config's
     allow_outside_queries: bool = False
     query_mode: str | None = None
 
@@ -106,13 +103,12 @@ def _dynamic_replica(path: str) -> EvalDataset:
 _TAPVID_LINE = (("AJ", "aj"), ("delta_avg", "delta_avg"), ("OA", "oa"))
 
 
-def _tapvid_benchmark(name: str, memory_size: int | None = None) -> Benchmark:
-    return Benchmark(_tapvid(name), score_tapvid, _TAPVID_LINE, memory_size=memory_size,
-                     query_mode=TAPVID_QUERY_MODE)
+def _tapvid_benchmark(name: str) -> Benchmark:
+    return Benchmark(_tapvid(name), score_tapvid, _TAPVID_LINE, query_mode=TAPVID_QUERY_MODE)
 
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "davis": _tapvid_benchmark("davis", memory_size=DAVIS_MEMORY_SIZE),
+    "davis": _tapvid_benchmark("davis"),
     "kinetics": _tapvid_benchmark("kinetics"),
     "robotap": _tapvid_benchmark("robotap"),
     "rgb_stacking": _tapvid_benchmark("rgb_stacking"),

@@ -30,6 +30,7 @@ from evaluation.partial import (PartialResultsError, PartialWriter, check_writab
 from evaluation.report import accumulate, final_lines, skipped_lines, skipped_videos, write_json
 from model.checkpoint import CheckpointError
 from model.registry import is_variant_name
+from runtime.memory_size import inference_memory_size
 from runtime.predictor import SUPPORT_GRID_SIZE
 from model.yaml_schema import ConfigError
 from utils.distributed import DistInfo, cleanup, fix_random_seeds, gather, init_distributed, shard
@@ -135,8 +136,7 @@ def prepare(
         model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.model_config_path)
         args.model_checkpoint_path = str(checkpoint)  # a variant name becomes its file in the hub cache
         rules = benchmark(args.dataset_name)
-        if rules.memory_size is not None:
-            model_args.M_i = rules.memory_size
+        model_args.M_i = inference_memory_size(model_args.M_i, benchmark=args.dataset_name)
         dataset = build_dataset(args.dataset_name, args.dataset_path)
     except (ConfigError, CheckpointError, DatasetFormatError, FileNotFoundError) as exc:
         raise SetupError(str(exc)) from exc

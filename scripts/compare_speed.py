@@ -1,4 +1,4 @@
-"""Side-by-side speed and output comparison of two checkouts of this repository (issue 10).
+"""Side-by-side speed and output comparison of two checkouts of this repository.
 
     .venv/bin/python scripts/compare_speed.py --baseline /work/baseline --candidate . --rounds 3
 
@@ -8,8 +8,9 @@ DINOv2-S dimensions built from ``backbone_config``, written once to ``--weights`
 config's input size, ``--queries`` random user queries plus the ``--support_grid`` grid (20x20), inference memory
 ``--memory_size``. ``--device cuda`` runs both on the GPU (synchronised timing, peak memory reported),
 ``--amp`` under bfloat16 autocast. A process tracks ``--warmup`` frames untimed, then the timed
-clip of ``--frames`` frames; with ``--stages`` it also reports milliseconds per stage (hooks from this
-checkout's ``evaluation/stage_timing.py``, attached to either model). The report gives each round's frames/s,
+clip of ``--frames`` frames; with ``--stages`` it also reports milliseconds per stage (the profiler ranges the
+model marks, read by this checkout's ``evaluation/speed/stage_timing.py``; a checkout whose model marks none
+reports no stages). The report gives each round's frames/s,
 the median ratio of wall-clock frames/s and of frames per CPU second (process time: less sensitive to other
 processes sharing the cores), the largest trajectory difference and the number of visibility flips.
 
@@ -41,11 +42,43 @@ BENCH_CONFIG = HERE.parent / "config" / "bench_dinov2_s.yaml"
 
 
 def _own_module(name: str):
-    """evaluation/<name>.py of this checkout, loaded by path so that it also serves the baseline's model."""
-    spec = importlib.util.spec_from_file_location(name, HERE.parent / "evaluation" / f"{name}.py")
+    """evaluation/speed/<name>.py of this checkout, loaded by path so that it also serves the baseline's model."""
+    spec = importlib.util.spec_from_file_location(name, HERE.parent / "evaluation" / "speed" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _start_with_full_memory(predictor, memory_seed: int = 2) -> None:
+    """Every clip starts with a full memory: through the predictor's ``memory_filler`` where it has one;
+    checkouts from before it get their ``model.init_state`` replaced (this script's own, for old baselines)."""
+    import dataclasses
+
+    import torch
+
+    if hasattr(predictor, "memory_filler"):
+        _own_module("steady_state").fill_memory_at_start(predictor)
+        return
+    model = predictor.model
+    plain_init, plain_step = model.init_state, model.step
+    drawn: dict = {}
+
+    def full_init(batch: int, num_queries: int, like: torch.Tensor):
+        state = plain_init(batch, num_queries, like)
+        key = (tuple(state.memory.shape), state.memory.dtype)
+        if key not in drawn:
+            drawn[key] = torch.randn(state.memory.shape, generator=torch.Generator().manual_seed(memory_seed))
+        state.memory = drawn[key].to(state.memory).clone()
+        state.memory_mask = torch.zeros_like(state.memory_mask)
+        return state
+
+    def step_without_skip(*args, **kwargs):
+        plan = kwargs.pop("plan", args[5] if len(args) > 5 else None)
+        if plan is not None:
+            plan = dataclasses.replace(plan, empty_slots=0)
+        return plain_step(*args[:5], plan=plan, **kwargs)
+
+    model.init_state, model.step = full_init, step_without_skip
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -69,7 +102,7 @@ def run_worker(args: argparse.Namespace) -> None:
         torch.save(untrained.model.state_dict(), weights)
     predictor = Predictor(config, checkpoint_path=weights, support_grid_size=args.support_grid).to(device).eval()
     if args.full_memory:
-        _own_module("steady_state").fill_memory_at_start(predictor)
+        _start_with_full_memory(predictor)
     generator = torch.Generator().manual_seed(1)
     height, width = model_config["input_size"]
     total = args.warmup + args.frames
@@ -88,16 +121,18 @@ def run_worker(args: argparse.Namespace) -> None:
         if args.warmup:
             predictor(warm_video, queries)
         top_k.clear()
-        timer = _own_module("stage_timing").StageTimer(predictor.model, device).attach() if args.stages else None
+        timer = _own_module("stage_timing").StageTimer(device) if args.stages else None
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         synchronized()
         began, began_cpu = time.perf_counter(), time.process_time()
-        with _profiler(args.profile, device) as profile:
+        with _profiler(args.profile or args.stages, device) as profile:
             trajectory, visibility = predictor(timed_video, queries)
             synchronized()
         seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - began_cpu
-    if profile is not None:
+    if timer is not None:
+        timer.add(profile)
+    if args.profile:
         orders = (["self_cuda_time_total"] if device.type == "cuda" else []) + ["self_cpu_time_total"]
         tables = [profile.key_averages().table(sort_by=order, row_limit=40) for order in orders]
         Path(args.out + ".profile.txt").write_text("\n".join(tables))

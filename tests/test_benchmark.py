@@ -1,4 +1,4 @@
-"""``evaluation.benchmark`` with the tiny random-weight model on random clips (CPU)."""
+"""``evaluation.speed.benchmark`` with the tiny random-weight model on random clips (CPU)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import torch
 import yaml
 
 from dataset.synthetic import write_tapvid_davis
-from evaluation import memory
-from evaluation.benchmark import benchmark, grid_queries, main, random_clips
-from evaluation.stage_timing import STAGES, StageTimer
-from evaluation.steady_state import fill_memory_at_start
+from evaluation.speed import peak_memory as memory
+from evaluation.speed.benchmark import benchmark, grid_queries, main, random_clips
+from evaluation.speed.stage_timing import StageTimer
+from evaluation.speed.steady_state import fill_memory_at_start
+from model.stages import STAGES
 from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
 
@@ -126,20 +127,31 @@ def test_stage_timing_leaves_outputs_unchanged() -> None:
     video = next(random_clips(1, 3, 48, 64, seed=0, batch=2))
     queries = grid_queries(2, 48, 64, torch.device("cpu")).expand(2, -1, -1)
     plain = predictor(video, queries)
-    with StageTimer(predictor.model, torch.device("cpu")) as timer:
+    methods = dict(vars(predictor.model))
+    with StageTimer(torch.device("cpu")) as timer:
         timed = predictor(video, queries)
     assert torch.equal(plain[0], timed[0]) and torch.equal(plain[1], timed[1])
-    assert timer.totals_ms["memory_attention"] > 0
-    assert "multiscale_correlation" not in vars(predictor.model)  # the wrapped method is restored
+    assert all(timer.totals_ms[stage] > 0 for stage in STAGES)
+    assert vars(predictor.model).keys() == methods.keys()  # nothing was attached to the model
+
+
+def test_an_unknown_stage_name_is_an_error() -> None:
+    with pytest.raises(KeyError, match="unknown stage\\(s\\) \\['memory'\\]"):
+        StageTimer(torch.device("cpu"), stages=["memory", "reranking"])
 
 
 def test_full_memory_changes_only_the_given_predictor() -> None:
     torch.manual_seed(0)
     filled, plain = Predictor(tiny_config(), support_grid_size=0), Predictor(tiny_config(), support_grid_size=0)
     fill_memory_at_start(filled)
-    like = torch.zeros(1, 1, filled.model.D)
-    assert not filled.model.init_state(1, 3, like).memory_mask.any()
-    assert plain.model.init_state(1, 3, like).memory_mask.all()
+    video = next(random_clips(1, 2, 48, 64, seed=0))
+    queries = grid_queries(2, 48, 64, torch.device("cpu"))
+    for predictor, full in ((filled, True), (plain, False)):
+        tracker = predictor._tracker_for(1, queries[..., 1:])
+        tracker.add_queries(queries[..., 1:] / torch.tensor([64.0, 48.0]), 0)
+        tracker.step(video[:, 0])
+        assert bool((~tracker.state.memory.empty).all()) == full
+        assert tracker.plan(1, torch.device("cpu")).empty_slots == (0 if full else predictor.memory_size - 1)
 
 
 @pytest.mark.slow

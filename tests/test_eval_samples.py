@@ -7,7 +7,8 @@ import torch
 
 from dataset.eval_sample import EvalSample
 from dataset.synthetic import write_dynamic_replica, write_point_odyssey, write_tapvid_davis
-from evaluation.datasets import BENCHMARKS, DAVIS_MEMORY_SIZE, build_dataset
+from evaluation.datasets import BENCHMARKS, build_dataset
+from runtime.memory_size import inference_memory_size
 
 CLIP = dict(num_frames=12, height=48, width=64, num_points=16)
 
@@ -45,8 +46,8 @@ def test_every_reader_gives_the_documented_sample(name, tmp_path) -> None:
 
 
 def test_per_benchmark_rules() -> None:
-    assert BENCHMARKS["davis"].memory_size == DAVIS_MEMORY_SIZE == 24
-    assert all(BENCHMARKS[name].memory_size is None for name in BENCHMARKS if name != "davis")
+    assert inference_memory_size(72, benchmark="davis") == 24
+    assert all(inference_memory_size(72, benchmark=name) == 72 for name in BENCHMARKS if name != "davis")
     assert [name for name, rules in BENCHMARKS.items() if rules.allow_outside_queries] == ["dynamic_replica"]
     assert {rules.query_mode for name, rules in BENCHMARKS.items() if name not in ("point_odyssey",
                                                                                      "dynamic_replica")} == {"first"}

@@ -1,30 +1,28 @@
 """Per-epoch evaluation on TAP-Vid (DAVIS by default) with the weights being trained, through ``evaluation/``.
 
-An inference ``Predictor`` is built once; before each evaluation it receives a copy of the training weights with the
-temporal embedding resampled to the evaluation memory size (M_i = 24 on DAVIS, as the reference's evaluation;
-the training memory size M on the other TAP-Vid sets, as the reference's training-time evaluation).
+An inference ``Predictor`` is built once, with the evaluation memory size that ``runtime.memory_size`` decides for
+training-time evaluation (M_i = 24 on DAVIS, the training memory size M on the other TAP-Vid sets, as the
+reference); before each evaluation it receives a copy of the training weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import types
 
 import torch
 from torch.utils.data import Dataset
 
-from evaluation.datasets import TAPVID_DATASETS, benchmark, build_dataset
+from evaluation.datasets import TAPVID_DATASETS, build_dataset
 from evaluation.evaluator import evaluate
 from evaluation.report import accumulate
-from model.trackon import TrackOn2
+from runtime.memory_size import inference_memory_size
 from runtime.predictor import SUPPORT_GRID_SIZE, Predictor
 from model.yaml_schema import config_from_mapping
 
 
 def evaluation_config(args: argparse.Namespace) -> argparse.Namespace:
     """The training config with the evaluation memory size."""
-    memory = benchmark(args.eval_dataset).memory_size
-    memory = args.M if memory is None else memory
+    memory = inference_memory_size(args.M_i, benchmark=args.eval_dataset, training_memory_size=args.M)
     return config_from_mapping({**vars(args), "M_i": memory})
 
 
@@ -54,11 +52,6 @@ class TrainingEvaluator:
 
     def _load_weights(self, model: torch.nn.Module) -> None:
         state = {name: value.detach() for name, value in model.state_dict().items()}
-        if self.args.M_i != model.M:
-            # Resample the temporal embedding with the model's own inference-time memory extension.
-            holder = types.SimpleNamespace(t_embedding=state["t_embedding"].clone(), M=model.M)
-            TrackOn2.memory_extension(holder, self.args.M_i)
-            state["t_embedding"] = holder.t_embedding.detach()
         self.predictor.model.load_state_dict(state, strict=True)
 
     @torch.no_grad()

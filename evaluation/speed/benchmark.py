@@ -29,12 +29,13 @@ from typing import Iterator, Sequence
 import torch
 
 from dataset.errors import DatasetFormatError
-from evaluation import memory
+from evaluation.speed import peak_memory as memory
 from evaluation.datasets import EvalDataset, build_dataset
 from evaluation.device import parse_device
-from evaluation.stage_timing import StageTimer
-from evaluation.steady_state import fill_memory_at_start
+from evaluation.speed.stage_timing import StageTimer
+from evaluation.speed.steady_state import fill_memory_at_start
 from model.registry import is_variant_name
+from runtime.memory_size import inference_memory_size
 from runtime.predictor import Predictor, get_points_on_a_grid
 from model.yaml_schema import ConfigError, load_config
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
@@ -116,12 +117,12 @@ def benchmark(
     """Time ``predictor`` on every clip (the first ``warmup`` ones uncounted) and record the peak memory.
 
     Clips are (B, T, 3, H, W): B streams tracked together; frames/s counts B * T frames per clip. With
-    ``stages`` the timed clips also report milliseconds per step for each stage of ``evaluation.stage_timing``;
+    ``stages`` the timed clips also report milliseconds per step for each stage the model marks (``model.stages``);
     with ``amp`` the model runs under bfloat16 autocast.
     """
     frames = steps = 0
     batch = 1
-    timer = StageTimer(predictor.model, device) if stages else None
+    timer = StageTimer(device) if stages else None
     model_ms = e2e_ms = 0.0
     timed = 0
     peak_kind = "cuda_max_memory_allocated" if device.type == "cuda" else "process_peak_rss"
@@ -131,7 +132,7 @@ def benchmark(
     for index, clip in enumerate(clips):
         began = time.perf_counter()
         if timer is not None and index == warmup:
-            timer.attach()
+            timer.start()
         video = clip.to(device, non_blocking=True)
         batch, num_frames, _, height, width = video.shape
         queries = grid_queries(grid_size, height, width, device).expand(batch, -1, -1)
@@ -148,7 +149,7 @@ def benchmark(
             model_ms += iteration_model_ms
             e2e_ms += iteration_e2e_ms
     if timer is not None:
-        timer.detach()
+        timer.stop()
     return BenchmarkResult(
         num_queries=grid_size**2,
         memory_size=memory_size,
@@ -173,7 +174,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"{CHECKPOINT_HELP} (default: random weights)")
     parser.add_argument("--davis_path", default=None, help="TAP-Vid DAVIS pickle (default: random clips)")
     parser.add_argument("--N_sqrt", type=int, default=8, help="queries form an N_sqrt x N_sqrt grid")
-    parser.add_argument("--memory_size", type=int, default=24, help="inference memory size M_i")
+    parser.add_argument("--memory_size", type=int, default=None,
+                        help="inference memory size M_i (default: the reference benchmark's, DAVIS's 24)")
     parser.add_argument("--support_grid", type=int, default=0, help="support grid size S (S^2 extra queries)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="streams tracked per step, each measured")
     parser.add_argument("--stages", action="store_true", help="also report milliseconds per stage")
@@ -192,8 +194,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if value is not None and not Path(value).is_file() and not (flag == "model_checkpoint_path"
                                                                     and is_variant_name(value)):
             parser.error(f"--{flag}: file not found: {value}")
-    if args.N_sqrt < 1 or args.memory_size < 1 or min(args.num_frames, args.height, args.width) < 1:
+    if args.N_sqrt < 1 or (args.memory_size or 1) < 1 or min(args.num_frames, args.height, args.width) < 1:
         parser.error("--N_sqrt, --memory_size, --num_frames, --height and --width must be positive")
+    args.memory_size = inference_memory_size(None, benchmark="davis", override=args.memory_size)
     if args.support_grid < 0 or min(args.batch) < 1:
         parser.error("--support_grid must be >= 0 and every --batch positive")
     if not 0 <= args.warmup < args.num_clips:

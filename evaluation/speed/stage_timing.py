@@ -1,99 +1,66 @@
-"""Per-stage wall time of Track-On2, measured around the model's existing sub-calls (numerics untouched).
+"""Per-stage time of Track-On2's frame step, read from the profiler ranges the model marks (``model.stages``).
 
-Stages are named groups of the tracker's submodules (timed with forward hooks) and methods (timed by wrapping
-the bound method on the instance). Nothing is timed, and on CUDA nothing is synchronised, unless a
-``StageTimer`` is attached. The stage names follow the speed profile of issue 10.
+Nothing in the model is wrapped or replaced: while a ``StageTimer`` is active, ``torch.profiler`` records the
+ranges, and the timer sums each stage's time (host time on the CPU, device time on CUDA). Asking for a stage that
+the model does not mark is an error.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import torch
-import torch.nn as nn
 
-# stage -> attribute names on TrackOn2 (modules are hooked, methods wrapped); absent names are skipped.
-STAGES: dict[str, tuple[str, ...]] = {
-    "vit_adapter_fpn": ("backbone", "fpn"),
-    "feature_query_attention_head": ("feature_attention", "query_attention", "projection1", "projection2",
-                                     "prediction_head"),
-    "memory_attention": ("memory_attention",),
-    "multiscale_correlation": ("multiscale_correlation", "correlation_basis"),
-    "reranking": ("reranking_head",),
-}
+from model.stages import RANGE_PREFIX, STAGES
 
 
 class StageTimer:
-    """Accumulates milliseconds per stage while attached to a model; ``detach`` restores it exactly."""
+    """Accumulates milliseconds per stage of everything run while it is entered (``with StageTimer(...)``)."""
 
-    def __init__(self, model: nn.Module, device: torch.device):
-        self.model = model
+    def __init__(self, device: torch.device, stages: Sequence[str] = STAGES) -> None:
+        unknown = sorted(set(stages) - set(STAGES))
+        if unknown:
+            raise KeyError(f"unknown stage(s) {unknown}; the model marks {list(STAGES)}")
         self.device = device
+        self.stages = tuple(stages)
         self.totals_ms: dict[str, float] = defaultdict(float)
-        self._handles: list[Any] = []
-        self._wrapped: list[str] = []
-        self._started: dict[str, float] = {}
-
-    def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def _begin(self, stage: str) -> None:
-        self._started[stage] = self._now()
-
-    def _end(self, stage: str) -> None:
-        self.totals_ms[stage] += (self._now() - self._started.pop(stage)) * 1000.0
-
-    def _wrap_method(self, name: str, stage: str) -> None:
-        method: Callable[..., Any] = getattr(self.model, name)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self._begin(stage)
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self._end(stage)
-
-        setattr(self.model, name, timed)
-        self._wrapped.append(name)
-
-    def _hook_module(self, module: nn.Module, stage: str) -> None:
-        self._handles.append(module.register_forward_pre_hook(lambda *_: self._begin(stage)))
-        self._handles.append(module.register_forward_hook(lambda *_: self._end(stage)))
-
-    def attach(self) -> "StageTimer":
-        for stage, names in STAGES.items():
-            for name in names:
-                target = getattr(self.model, name, None)
-                if isinstance(target, nn.ModuleList):
-                    for module in target:
-                        self._hook_module(module, stage)
-                elif isinstance(target, nn.Module):
-                    self._hook_module(target, stage)
-                elif callable(target):
-                    self._wrap_method(name, stage)
-        return self
-
-    def detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        for name in self._wrapped:
-            delattr(self.model, name)
-        self._handles.clear()
-        self._wrapped.clear()
+        self._profile: torch.profiler.profile | None = None
 
     def __enter__(self) -> "StageTimer":
-        return self.attach()
+        self.start()
+        return self
 
-    def __exit__(self, *_: Any) -> None:
-        self.detach()
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Record from now on."""
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self._profile = torch.profiler.profile(activities=activities)
+        self._profile.start()
+
+    def stop(self) -> None:
+        """Stop recording and add the recorded stages to ``totals_ms``."""
+        profile, self._profile = self._profile, None
+        profile.stop()
+        self.add(profile)
+
+    def add(self, profile: torch.profiler.profile) -> None:
+        """Add the stages recorded by a finished ``profile`` to ``totals_ms``."""
+        for event in profile.key_averages():
+            if not event.key.startswith(RANGE_PREFIX):
+                continue
+            stage = event.key[len(RANGE_PREFIX):]
+            if stage in self.stages:
+                micros = event.device_time_total if self.device.type == "cuda" else event.cpu_time_total
+                self.totals_ms[stage] += micros / 1000.0
 
     def reset(self) -> None:
         self.totals_ms.clear()
 
     def per_frame_ms(self, frames: int) -> dict[str, float]:
         """Mean milliseconds per frame for every stage (zero for stages that never ran)."""
-        return {stage: self.totals_ms.get(stage, 0.0) / max(frames, 1) for stage in STAGES}
+        return {stage: self.totals_ms.get(stage, 0.0) / max(frames, 1) for stage in self.stages}
