@@ -1,0 +1,1 @@
+"""Video files, live sources (cameras, streams), the live tracking loop and drawing tracks on frames."""
