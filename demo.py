@@ -31,11 +31,11 @@ from model.inputs import InputError
 from runtime.predictor import SUPPORT_GRID_SIZE, Predictor, get_points_on_a_grid
 from model.vit import BackboneUnavailableError
 from model.yaml_schema import ConfigError
-from utils.live_source import LiveSource, is_live_source
-from utils.live_tracking import track_live
+from video.live_source import LiveSource, is_live_source
+from video.live_tracking import track_live
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, autocast_for, build_predictor
-from utils.video_io import VideoReadError, iter_video_frames, video_fps, write_video
-from utils.visualize import draw_frame, point_colours
+from video.files import VideoReadError, iter_video_frames, video_fps, write_video
+from video.drawing import draw_frame, point_colours
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

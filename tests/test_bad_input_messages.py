@@ -19,7 +19,7 @@ from model.trackon_predictor import Predictor
 from tests.tiny_model import TINY_DINOV2, tiny_config
 from utils import model_options
 from model.yaml_schema import ConfigError, config_from_mapping
-from utils.video_io import write_video
+from video.files import write_video
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import yaml
 import demo
 from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
-from utils.video_io import write_video
+from video.files import write_video
 
 
 def _setup(tmp_path, frames: int = 5):

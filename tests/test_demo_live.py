@@ -11,9 +11,9 @@ import pytest
 import demo
 from tests.test_demo import _setup
 from model.trackon_predictor import Predictor
-from utils.live_source import is_live_source
-from utils.live_tracking import PreviewWindow
-from utils.video_io import write_video
+from video.live_source import is_live_source
+from video.live_tracking import PreviewWindow
+from video.files import write_video
 
 
 def _fast_clip(tmp_path, frames: int, fps: float) -> str:

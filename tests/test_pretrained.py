@@ -25,7 +25,7 @@ from model.registry import VARIANTS, get_variant
 from model.trackon import TrackOn2
 from tests.conftest import ROOT
 from tests.tiny_model import TINY_DINOV3, tiny_config, tiny_model_config
-from utils.video_io import write_video
+from video.files import write_video
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 VIT_PREFIX = "backbone.vit_encoder."

@@ -16,7 +16,7 @@ pytest.importorskip("gradio", reason="gradio is not installed: pip install -r re
 from model.inputs import InputError  # noqa: E402
 from model.trackon_predictor import Predictor  # noqa: E402
 from tests.tiny_model import tiny_config  # noqa: E402
-from utils.video_io import write_video  # noqa: E402
+from video.files import write_video  # noqa: E402
 from webapp.clip import Clip, load_clip  # noqa: E402
 from webapp.live import LiveSession, session_predictor  # noqa: E402
 from webapp.run import track_clip  # noqa: E402

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 from model.loss import LOSS_NAMES
 from model.yaml_schema import ConfigError
+from training.config import TrainingConfig
 
 LOSS_TAGS = {
     "L_p": "Training/point_loss",
@@ -82,11 +83,11 @@ def logged_values(losses: Mapping[str, float], style: str) -> tuple[dict[str, fl
 class TrainingLogger:
     """Writes one record per iteration and one per evaluation; a no-op on ranks other than 0."""
 
-    def __init__(self, args: argparse.Namespace, rank: int = 0, resume_iteration: int = 0,
+    def __init__(self, args: TrainingConfig | argparse.Namespace, rank: int = 0, resume_iteration: int = 0,
                  resume_epoch: int = 0) -> None:
         """``resume_iteration`` / ``resume_epoch``: where a resumed run starts; later records are dropped."""
         self.backend = args.log_backend if rank == 0 else "none"
-        self.total_style = getattr(args, "logged_total_loss", "sum")
+        self.total_style = args.logged_total_loss
         self.save_dir = Path(args.model_save_path)
         self._writer: Any = None
         self._csv_file: Any = None

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from dataset.movi_f import MoviFLarge
 from model.loss import LossFunction
 from model.trackon import TrackOn2
+from runtime.fast import set_fast
 from training import checkpointing
 from training.data_stream import EpochSampler, LoadFailure, derived_seed, die_with_parent, make_epoch_loader
 from utils.distributed import (DistInfo, barrier, broadcast_object, cleanup, fix_random_seeds, init_distributed,
@@ -42,7 +43,7 @@ from training.logging import TrainingLogger
 from training.queries import sample_queries
 from training.resume_check import changed_settings
 from training.schedule import build_scheduler
-from training.config import RunConfig, TrainingConfig
+from training.config import DataConfig, RunConfig, TrainingConfig
 
 P_MASK = 0.1
 CLIP_NORM = 1.0
@@ -223,14 +224,14 @@ def run(args: argparse.Namespace, max_epochs_per_run: int | None = None, device:
         cleanup(info)
 
 
-def load_eval_set(args: argparse.Namespace, info: DistInfo) -> Dataset | None:
+def load_eval_set(data: DataConfig, info: DistInfo) -> Dataset | None:
     """The evaluation set on rank 0 (None elsewhere); every rank stops if it is unusable (rather than wait forever)."""
     eval_dataset, eval_error = None, None
     if info.is_main:
         from training.validation import load_eval_dataset
 
         try:
-            eval_dataset = load_eval_dataset(args)
+            eval_dataset = load_eval_dataset(data)
         except (ValueError, OSError) as err:  # DatasetFormatError is a ValueError
             eval_error = err
     message = broadcast_object(None if eval_error is None else str(eval_error), info)
@@ -272,10 +273,11 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
     loader, sampler = build_train_data(args, info)
     iters = settings.iters_per_epoch if settings.iters_per_epoch is not None else sampler.batches_per_pass
     print(f"Total number of iterations: {iters * settings.epoch_num / 1000:.3f}K ({iters} per epoch)")
-    eval_dataset = load_eval_set(args, info)
+    eval_dataset = load_eval_set(run_config.data, info)
 
     # === Model & optimisation ===
-    model = TrackOn2(run_config.model, vit_train_mode=settings.frozen_vit_train_mode).to(info.device)
+    model = TrackOn2(run_config.model, vit_train_mode=settings.frozen_vit_train_mode)
+    model = set_fast(model).to(info.device)  # mmcv's kernel / the CPU gather; the rest falls back under training
     optimizer = build_optimizer(model, settings)
     scheduler = build_scheduler(optimizer, iters, settings.epoch_num, settings.min_warmup_steps)
     amp = settings.amp and info.device.type == "cuda"
@@ -296,14 +298,15 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
         model_for_training = DistributedDataParallel(model, find_unused_parameters=False, **ddp_kwargs)
     else:
         model_for_training = model
-    state = TrainState(model_for_training, optimizer, scheduler, scaler, LossFunction.from_config(args), info.device, amp,
+    loss = LossFunction(run_config.model.input_size, settings.lambda_patch_cls, settings.empty_mask_loss)
+    state = TrainState(model_for_training, optimizer, scheduler, scaler, loss, info.device, amp,
                        iteration=run_vars["iteration"])
     evaluator = None
     if info.is_main:
         from training.validation import TrainingEvaluator
 
-        evaluator = TrainingEvaluator(args, eval_dataset, info.device)
-    logger = TrainingLogger(args, info.rank, resume_iteration=state.iteration, resume_epoch=first_epoch)
+        evaluator = TrainingEvaluator(run_config, eval_dataset, info.device)
+    logger = TrainingLogger(settings, info.rank, resume_iteration=state.iteration, resume_epoch=first_epoch)
 
     def save_within_epoch(epoch: int, epoch_iteration: int) -> None:
         if info.is_main:

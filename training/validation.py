@@ -7,8 +7,6 @@ reference); before each evaluation it receives a copy of the training weights.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch.utils.data import Dataset
 
@@ -17,25 +15,26 @@ from evaluation.evaluator import evaluate
 from evaluation.report import accumulate
 from runtime.memory_size import inference_memory_size
 from runtime.predictor import SUPPORT_GRID_SIZE, Predictor
-from model.yaml_schema import config_from_mapping
+from model.config import ModelConfig
+from training.config import DataConfig, RunConfig
 
 
-def evaluation_config(args: argparse.Namespace) -> argparse.Namespace:
-    """The training config with the evaluation memory size."""
-    memory = inference_memory_size(args.M_i, benchmark=args.eval_dataset, training_memory_size=args.M)
-    return config_from_mapping({**vars(args), "M_i": memory})
+def evaluation_config(run: RunConfig) -> ModelConfig:
+    """The model configuration with the memory size of training-time evaluation."""
+    memory = inference_memory_size(run.model.M_i, benchmark=run.data.eval_dataset, training_memory_size=run.model.M)
+    return run.model.replace(M_i=memory)
 
 
-def load_eval_dataset(args: argparse.Namespace) -> Dataset:
+def load_eval_dataset(data: DataConfig) -> Dataset:
     """The TAP-Vid evaluation set named by ``eval_dataset`` at ``tapvid_root``."""
-    if args.eval_dataset not in TAPVID_DATASETS:
-        raise ValueError(f"eval_dataset {args.eval_dataset!r} cannot be evaluated during training; "
+    if data.eval_dataset not in TAPVID_DATASETS:
+        raise ValueError(f"eval_dataset {data.eval_dataset!r} cannot be evaluated during training; "
                          f"expected one of {list(TAPVID_DATASETS)}")
-    if args.tapvid_root is None:
+    if data.tapvid_root is None:
         raise ValueError("tapvid_root is not set (give --tapvid_root)")
-    dataset = build_dataset(args.eval_dataset, args.tapvid_root)
+    dataset = build_dataset(data.eval_dataset, data.tapvid_root)
     if len(dataset) == 0:
-        raise ValueError(f"no video found in {args.tapvid_root}")
+        raise ValueError(f"no video found in {data.tapvid_root}")
     return dataset
 
 
@@ -44,11 +43,11 @@ class TrainingEvaluator:
 
     Videos that cannot be evaluated are named and skipped; if none can be, the scores are NaN (never "best")."""
 
-    def __init__(self, args: argparse.Namespace, dataset: Dataset, device: torch.device) -> None:
-        self.args = evaluation_config(args)
+    def __init__(self, run: RunConfig, dataset: Dataset, device: torch.device) -> None:
+        self.dataset_name = run.data.eval_dataset
         self.dataset = dataset
         self.device = device
-        self.predictor = Predictor(self.args, checkpoint_path=None, support_grid_size=SUPPORT_GRID_SIZE).to(device).eval()
+        self.predictor = Predictor(evaluation_config(run), support_grid_size=SUPPORT_GRID_SIZE).to(device).eval()
 
     def _load_weights(self, model: torch.nn.Module) -> None:
         state = {name: value.detach() for name, value in model.state_dict().items()}
@@ -58,7 +57,7 @@ class TrainingEvaluator:
     def __call__(self, model: torch.nn.Module, show_progress: bool = True) -> dict[str, float]:
         self._load_weights(model)
         self.predictor.eval()
-        results = evaluate(self.predictor, self.dataset, self.args.eval_dataset, range(len(self.dataset)),
+        results = evaluate(self.predictor, self.dataset, self.dataset_name, range(len(self.dataset)),
                            self.device, print_each=False,
                            show_progress=show_progress)
         accumulator = accumulate(results)

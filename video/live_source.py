@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.video_io import VideoReadError
+from video.files import VideoReadError
 
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 

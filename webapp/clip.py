@@ -9,8 +9,8 @@ import numpy as np
 
 from model.inputs import InputError
 from runtime.predictor import get_points_on_a_grid
-from utils.video_io import iter_video_frames, video_fps
-from utils.visualize import draw_disc, draw_ring, position_colours
+from video.files import iter_video_frames, video_fps
+from video.drawing import draw_disc, draw_ring, position_colours
 
 MAX_GRID_SIZE = 32
 

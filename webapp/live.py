@@ -13,7 +13,7 @@ import torch
 
 from model.inputs import InputError
 from runtime.predictor import Predictor
-from utils.visualize import TrailRenderer
+from video.drawing import TrailRenderer
 
 FPS_WINDOW_SECONDS = 3.0
 AutocastFactory = Callable[[], contextlib.AbstractContextManager]

@@ -12,9 +12,9 @@ from typing import Callable
 import numpy as np
 
 from runtime.predictor import Predictor
-from utils.live_source import FrameListSource
-from utils.live_tracking import track_live
-from utils.video_io import write_video
+from video.live_source import FrameListSource
+from video.live_tracking import track_live
+from video.files import write_video
 from webapp.clip import Clip
 
 

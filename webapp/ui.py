@@ -20,7 +20,7 @@ import numpy as np
 from model.inputs import InputError
 from runtime.predictor import Predictor
 from model.errors import one_line
-from utils.video_io import VideoReadError
+from video.files import VideoReadError
 from webapp.clip import Clip, load_clip
 from webapp.live import AutocastFactory, LiveSession, session_predictor
 from webapp.run import track_clip
