@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.config import ModelConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from model.config import ModelConfig
+
 from model.trackon import TrackOn2
 from tests.test_conformance import FULL_SIZE_VITS
 from training.trainer import build_optimizer

@@ -44,8 +44,8 @@ def test_defaults_are_ours():
 @pytest.mark.parametrize("switch", [False, True])
 def test_frozen_vit_train_mode(switch):
     torch.manual_seed(0)
-    model = TrackOn2(tiny_model_config(vit_backbone="dinov3_s", backbone_config=dict(TINY_DINOV3),
-                                  frozen_vit_train_mode=switch)).train()
+    model = TrackOn2(tiny_model_config(vit_backbone="dinov3_s", backbone_config=dict(TINY_DINOV3)),
+                     vit_train_mode=switch).train()
     adapter = model.backbone.vit_encoder
     assert adapter.training and adapter.spm.training
     assert adapter.vit.training is switch

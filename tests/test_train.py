@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.config import ModelConfig
+
 from tests.tiny_model import tiny_config
 from tests.training_data import write_training_data
 from model.yaml_schema import load_config
@@ -121,7 +123,7 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
     from training.trainer import build_optimizer
     from training.schedule import build_scheduler
     from model.config import ModelConfig
-from model.trackon import TrackOn2
+    from model.trackon import TrackOn2
 
     args = _config(data, tmp_path / "a", iters_per_epoch=2)
     model = TrackOn2(ModelConfig.from_namespace(args))
