@@ -1,4 +1,4 @@
-"""The seven training losses of Track-On2 (SPEC 12), in the reference's order.
+"""The seven training losses of Track-On2, in the reference's order.
 
 ``LossFunction.from_config(args)(out, gt_tracks, gt_visibility, query_times)`` returns a dict from each name of
 ``LOSS_NAMES`` to its scalar loss, in that order; the sum of its values is the training objective. Ground truth is in

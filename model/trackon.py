@@ -157,8 +157,9 @@ class TrackOn2(nn.Module):
         """
         batch, num, dim = q.shape
         t_embedding = self.time_embedding(memory.capacity)[:, memory.first_slot:]
-        rows = memory.features.reshape(batch * num, -1, dim)
-        memory_mask = memory.empty.reshape(batch * num, -1)
+        slots = memory.features.shape[2]
+        rows = memory.features.reshape(batch * num, slots, dim)
+        memory_mask = memory.empty.reshape(batch * num, slots)
         current_slot = memory_mask.new_zeros(batch * num, 1)
         for i in range(self.decoder_layer_num):
             with stage("feature_query_attention_head"):

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.online import OnlineTracker
 from model.trackon import TrackOn2
 from model.trackon_predictor import Predictor
+from runtime.fast import set_fast
+from runtime.online import OnlineTracker
 from tests.tiny_model import tiny_config, tiny_model_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -25,9 +26,9 @@ def test_a_frame_step_never_synchronises_with_the_host(amp):
     after the first, where every query is active."""
     torch.manual_seed(0)
     device = torch.device("cuda")
-    model = TrackOn2(tiny_model_config()).to(device).eval()
+    model = set_fast(TrackOn2(tiny_model_config())).to(device).eval()
     video = _video(5, model.input_size).to(device)
-    tracker = OnlineTracker(model, batch=1, coords_like=video.new_zeros(1, 0, 2))
+    tracker = OnlineTracker(model, batch=1, coords_like=video.new_zeros(1, 0, 2), memory_size=model.M)
     tracker.add_queries(torch.rand(1, 9, 2, device=device), 0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp)
     with torch.inference_mode(), autocast:

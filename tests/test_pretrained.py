@@ -73,14 +73,15 @@ released = read_checkpoint(f"{cache}/models--gorkaydemir--track_on2/snapshots/{s
 vit = torch.load(sys.argv[5], weights_only=True)
 video = torch.rand(1, 3, 3, 64, 96) * 255
 trajectory, visibility = loaded(video, torch.tensor([[[0.0, 40.0, 30.0], [1.0, 10.0, 50.0]]]))
+extended = loaded.model.time_embedding(loaded.memory_size).detach()
 result = {
     "tracker_equal": all(torch.equal(state[k], v.double()) for k, v in released.items() if k != "t_embedding"),
     "tracker_keys": len(released),
     "vit_equal": all(torch.equal(loaded.model.backbone.vit_encoder.vit.state_dict()[k], v.double())
                      for k, v in vit.items()),
     "vit_keys": len(vit),
-    "now_row_kept": torch.equal(state["t_embedding"][:, -1], released["t_embedding"][:, -1].double()),
-    "t_embedding_rows": state["t_embedding"].shape[1],
+    "now_row_kept": torch.equal(extended[:, -1], released["t_embedding"][:, -1].double()),
+    "t_embedding_rows": extended.shape[1],
     "dtype": str(state["t_embedding"].dtype),
     "delta_v": loaded.delta_v,
     "support_grid_size": loaded.support_grid_size,

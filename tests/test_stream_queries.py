@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from model.inputs import InputError
+from model.memory import QueryMemory
+from model.trackon import active_columns, scatter_columns
 from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
 
@@ -35,13 +37,20 @@ def _reference_run(predictor: Predictor, frames: torch.Tensor, queries: torch.Te
     num_support = support.shape[0]
     start = torch.tensor([0] * num_support + first)
     stop = torch.tensor([len(frames)] * num_support + last)
-    state, points, u_logits = None, [], []
+    q_init = memory = None
+    points, u_logits = [], []
     for t, frame in enumerate(frames):
         features = model.encode(model.resize_frames(frame[None]))
-        if state is None:
-            state = model.init_state(1, len(coords), features.fused)
-        active = ((start <= t) & (t < stop))[None]
-        p, _, u = model.step(state, features, coords[None], (start == t)[None], active)
+        if memory is None:
+            q_init = features.fused.new_zeros(1, len(coords), model.D)
+            memory = QueryMemory.empty_like(1, len(coords), predictor.memory_size, q_init)
+        starting, active = (start == t)[None], ((start <= t) & (t < stop))[None]
+        q_init = model.start_queries(q_init, features, coords[None], starting, active_columns(starting))
+        columns = active_columns(active)
+        step = model.decode(q_init[:, columns], features, memory.columns(columns), ~active[:, columns])
+        model.write_memory(memory, columns, step.q, active)
+        p = scatter_columns(step.points, columns, active[:, columns], len(coords), 1, step.points.dtype)
+        u = scatter_columns(step.u_logit, columns, active[:, columns], len(coords), 1, step.u_logit.dtype)
         points.append(model.to_input_pixels(p[0, num_support:], HEIGHT, WIDTH))
         u_logits.append(u[0, num_support:])
     return torch.stack(points), torch.stack(u_logits)
@@ -74,9 +83,9 @@ def test_removed_queries_free_memory_and_the_others_continue_exactly(predictor):
         if t == 1:
             b, c = predictor.add_queries(queries[1:])
         if t == 3:
-            slots_before = predictor._tracker.state.memory.shape[1]
+            slots_before = predictor._tracker.state.memory.features.shape[1]
             predictor.remove_queries([b])
-            assert predictor._tracker.state.memory.shape[1] == slots_before - 1 and predictor.query_ids == [a, c]
+            assert predictor._tracker.state.memory.features.shape[1] == slots_before - 1 and predictor.query_ids == [a, c]
         tracks = predictor.track_frame(frame)
         keep = [i for i, query_id in enumerate(tracks.ids) if query_id in (a, c)]
         got_points.append(tracks.points[keep])

@@ -10,6 +10,7 @@ every query.
 | plain (``model/``)              | fast (``runtime/fast/``)     | what is faster                                   |
 |---------------------------------|------------------------------|--------------------------------------------------|
 | ``nn.Linear``                   | ``FastLinear``               | oneDNN matmuls on the CPU, weights converted once |
+| ``nn.MultiheadAttention``       | ``FastMultiheadAttention``   | its in-projection by parts, through oneDNN        |
 | ``MHABlock`` / ``DMSMHABlock``  | ``FastMHABlock`` / ``FastDMSMHABlock`` | fused / single-query attention, oneDNN feed-forward |
 | ``MultiScaleDeformableAttention`` | ``FastDeformableAttention`` | one gather on the CPU, mmcv's kernel on CUDA     |
 | ``Backbone``                    | ``FastBackbone``             | position tokens computed once                    |
@@ -20,13 +21,14 @@ every query.
 from __future__ import annotations
 
 import torch.nn as nn
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from model.backbone import Backbone
 from model.blocks import DMSMHABlock, MHABlock
 from model.memory import QueryMemory
 from model.msda import MultiScaleDeformableAttention
 from model.trackon import TrackOn2
-from runtime.fast.attention import FastDMSMHABlock, FastMHABlock
+from runtime.fast.attention import FastDMSMHABlock, FastMHABlock, FastMultiheadAttention, FastOutProjection
 from runtime.fast.backbone import FastBackbone
 from runtime.fast.deformable import FastDeformableAttention
 from runtime.fast.derived import KeepsDerivedValues, forget_all_derived
@@ -36,6 +38,8 @@ from runtime.fast.window import WindowMemory
 
 FAST_FORMS: dict[type[nn.Module], type[nn.Module]] = {
     nn.Linear: FastLinear,
+    NonDynamicallyQuantizableLinear: FastOutProjection,
+    nn.MultiheadAttention: FastMultiheadAttention,
     MHABlock: FastMHABlock,
     DMSMHABlock: FastDMSMHABlock,
     MultiScaleDeformableAttention: FastDeformableAttention,

@@ -10,51 +10,67 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
+
 from model.blocks import DMSMHABlock, MHABlock
 from runtime.fast.derived import KeepsDerivedValues
-from runtime.fast.onednn import OneDNNWeights, convert_weights, onednn_applies, project, relu_feed_forward
+from runtime.fast.linear import FastLinear
+from runtime.fast.onednn import convert_weights, onednn_applies, project, relu_feed_forward
 
 # The row ranges of the packed in-projection, by the part of (q, k, v) they project.
 _PARTS = {"q": (0, 1), "k": (1, 2), "v": (2, 3), "qk": (0, 2), "kv": (1, 3), "qkv": (0, 3)}
 
 
-class FastFeedForward(KeepsDerivedValues):
+class FastMultiheadAttention(KeepsDerivedValues, nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` (same parameters) that projects by parts of its packed in-projection, each part's
+    converted weights kept on it while frozen."""
+
+    def project(self, x: torch.Tensor, part: str) -> torch.Tensor:
+        """x projected by the rows of the packed in-projection for ``part`` ('q', 'kv', 'qkv', ...)."""
+        first, last = (index * self.embed_dim for index in _PARTS[part])
+        weight, bias = self.in_proj_weight[first:last], self.in_proj_bias[first:last]
+        if not onednn_applies(x):
+            if self.in_proj_weight.requires_grad:
+                self.forget_derived()
+            return F.linear(x, weight, bias)
+        return project(x, self.derived(part, (self.in_proj_weight, self.in_proj_bias),
+                                       lambda: convert_weights(weight, bias)))
+
+
+class FastOutProjection(FastLinear, NonDynamicallyQuantizableLinear):
+    """The attention's output projection through oneDNN (its class keeps the name ``nn.MultiheadAttention``
+    expects)."""
+
+
+class FastFeedForward:
     """The blocks' ReLU feed-forward at float32 CPU inference with the hidden tensor kept in oneDNN's layout
-    between its two linears."""
+    between its two linears (``FastLinear`` children, which keep the converted weights)."""
 
     def feed_forward(self, q: torch.Tensor) -> torch.Tensor:
-        if self.training or not onednn_applies(q):
+        fast_children = isinstance(self.linear1, FastLinear) and isinstance(self.linear2, FastLinear)
+        if self.training or not fast_children or not onednn_applies(q):
             return super().feed_forward(q)
-        first, second = self.linear1, self.linear2
-        return relu_feed_forward(q, self._linear_weights("linear1", first), self._linear_weights("linear2", second))
-
-    def _linear_weights(self, key: str, layer: nn.Linear) -> OneDNNWeights:
-        return self.derived(key, (layer.weight,), lambda: convert_weights(layer.weight, layer.bias))
+        return relu_feed_forward(q, self.linear1.onednn_weights(), self.linear2.onednn_weights())
 
 
 class FastMHABlock(FastFeedForward, MHABlock):
     """``MHABlock`` whose attention shares the projections of identical inputs and runs through
     ``F.scaled_dot_product_attention`` (or, for one query row, without projecting the keys and values), with its
-    projections through oneDNN on the CPU."""
+    projections through oneDNN on the CPU (where its attention is a ``FastMultiheadAttention``)."""
 
     def _project(self, x: torch.Tensor, part: str) -> torch.Tensor:
-        """x projected by the rows of the packed in-projection for ``part`` ('q', 'kv', 'qkv', ...)."""
-        dim = self.mha.embed_dim
-        first, last = (index * dim for index in _PARTS[part])
-        weight, bias = self.mha.in_proj_weight[first:last], self.mha.in_proj_bias[first:last]
-        if not onednn_applies(x):
-            return F.linear(x, weight, bias)
-        return project(x, self.derived(part, (self.mha.in_proj_weight,), lambda: convert_weights(weight, bias)))
+        if isinstance(self.mha, FastMultiheadAttention):
+            return self.mha.project(x, part)
+        first, last = (index * self.mha.embed_dim for index in _PARTS[part])
+        return F.linear(x, self.mha.in_proj_weight[first:last], self.mha.in_proj_bias[first:last])
 
     def _output(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.mha.out_proj
-        if not onednn_applies(x):
-            return F.linear(x, out.weight, out.bias)
-        return project(x, self.derived("out", (out.weight,), lambda: convert_weights(out.weight, out.bias)))
+        return self.mha.out_proj(x)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if self.training:
-            self.forget_derived()
+            if isinstance(self.mha, KeepsDerivedValues) and self.mha.in_proj_weight.requires_grad:
+                self.mha.forget_derived()
             return super().attend(q, k, v, mask)
         if q.shape[1] == 1 and k.shape[1] > self.mha.num_heads:
             return self._single_query_attention(q, k, v, mask)
