@@ -24,6 +24,12 @@ class EnsembleResult:
     candidate_tracks: torch.Tensor  # (B, C, T, N, 2)
     candidate_visibility: torch.Tensor  # (B, C, T, N) bool
     choice: torch.Tensor  # (B, T, N) index into candidate_names
+    scores: torch.Tensor  # (B, T, N, C) the verifier's rank logits
+
+    @property
+    def choice_probability(self) -> torch.Tensor:
+        """(B, T, N) softmax weight of the chosen candidate among the verifier's scores."""
+        return self.scores.float().softmax(-1).gather(-1, self.choice.unsqueeze(-1).to(self.scores.device))[..., 0]
 
 
 class EnsembleTracker:
@@ -67,8 +73,9 @@ class EnsembleTracker:
             raise InputError(f"every candidate tracker ({', '.join(self.trackers)}) predicted NaN positions")
         candidate_tracks = torch.stack(tracks, dim=1)
         candidate_visibility = torch.stack(visibility, dim=1)
-        choice = self.ensemble.choose(video, queries, candidate_tracks)
+        scores = self.ensemble.rank(video, queries, candidate_tracks)
+        choice = scores.argmax(dim=-1).to(candidate_tracks.device)  # the first of equal top scores
         return EnsembleResult(tracks=gather_choice(candidate_tracks, choice),
                               visibility=majority_visibility(candidate_visibility, self.ensemble.majority_ratio),
                               candidate_names=names, candidate_tracks=candidate_tracks,
-                              candidate_visibility=candidate_visibility, choice=choice)
+                              candidate_visibility=candidate_visibility, choice=choice, scores=scores)
