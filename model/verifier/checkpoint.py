@@ -107,7 +107,8 @@ def build_verifier(checkpoint: str | Path | None = None,
 def cotracker3_encoder_state(checkpoint: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
     """The ``fnet.*`` entries of a CoTracker3 checkpoint, without the prefix."""
     state = extract_state_dict(checkpoint)
-    encoder = {k[len(COTRACKER3_ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(COTRACKER3_ENCODER_PREFIX)}
+    prefix = COTRACKER3_ENCODER_PREFIX
+    encoder = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
     if not encoder:
         raise CheckpointError(f"{source} has no '{COTRACKER3_ENCODER_PREFIX}*' entries: not a CoTracker3 checkpoint")
     return encoder
