@@ -5,12 +5,16 @@
     python demo.py --video clip.mp4 --config config/test_dinov2.yaml --checkpoint my_run/best_aj.pt
     python demo.py --video 0 --show                                 # live: camera 0 (or an rtsp/http URL)
     python demo.py --video media/sample.mp4 --realtime              # a file played as if it were live
+    python demo.py --video clip.mp4 --ensemble trackon2-dinov2,track-on-r --verifier verifier   # verifier ensemble
 
 Frames are streamed through the tracker one at a time (online: no frame sees the future), so memory does not
 grow with the video's length. Results: <output_dir>/tracks.npz and tracks.json (trajectories in video pixels,
 visibility) and overlay.mp4. If the video turns out to be corrupt part-way, the frames tracked so far are saved.
-Live sources always track the newest frame (frames that arrive while the model is busy are dropped); Ctrl-C stops
-and saves everything tracked so far, with each tracked frame's index in the source (source_frame) and confidence.
+With --ensemble, every listed tracker tracks the whole video (up to --max_frames) and the verifier picks, per
+point and frame, the best of their tracks (visibility by majority vote); tracks.npz then also holds the candidate
+trackers' names and tracks and the verifier's choice. Live sources always track the newest frame (frames that
+arrive while the model is busy are dropped); Ctrl-C stops and saves everything tracked so far, with each tracked
+frame's index in the source (source_frame) and confidence.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from model.vit import BackboneUnavailableError
 from model.yaml_schema import ConfigError
 from video.live_source import LiveSource, is_live_source
 from video.live_tracking import track_live
+from model.verifier.ensemble_tracker import EnsembleTracker
+from utils.ensemble_options import add_ensemble_arguments, build_ensemble_tracker, check_ensemble_arguments
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, autocast_for, build_predictor
 from video.files import VideoReadError, iter_video_frames, video_fps, write_video
 from video.drawing import draw_frame, point_colours
@@ -61,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no_video", action="store_true", help="do not write the overlay video")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    add_ensemble_arguments(parser)
     args = parser.parse_args(argv)
     check_arguments(parser, args)
     return args
@@ -74,6 +81,11 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"--support_grid_size must be 0 (no support points) or more, got {args.support_grid_size}")
     if args.max_frames is not None and args.max_frames < 1:
         parser.error(f"--max_frames must be at least 1, got {args.max_frames}")
+    problem = check_ensemble_arguments(args)
+    if problem:
+        parser.error(problem)
+    if args.ensemble is not None and is_live_source(args.video, args.realtime):
+        parser.error("--ensemble needs the whole video (the verifier looks at all frames): not for live sources")
     try:
         args.device = str(parse_device(args.device))
     except ValueError as err:
@@ -201,6 +213,43 @@ def track_live_source(args: argparse.Namespace, predictor: Predictor, output_dir
     return result
 
 
+def track_with_ensemble(args: argparse.Namespace, ensemble: EnsembleTracker,
+                        output_dir: Path) -> dict[str, np.ndarray]:
+    """Decode the video (up to --max_frames), run every candidate tracker and the verifier on all of it."""
+    frames = []
+    try:
+        for frame in tqdm(iter_video_frames(args.video), desc="decoding", unit="frame", total=args.max_frames):
+            if args.max_frames is not None and len(frames) == args.max_frames:
+                break
+            frames.append(frame)
+    except VideoReadError as err:
+        if not frames:
+            raise
+        print(f"warning: {err}; tracking the {len(frames)} frame(s) decoded so far", file=sys.stderr)
+    if not frames:
+        raise InputError(f"{args.video}: no frame could be decoded")
+    height, width = frames[0].shape[:2]
+    queries = load_queries(args.queries_json, args.grid_size, height, width)
+    check_query_frames(queries, len(frames), args.video)
+    device = torch.device(args.device)
+    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].to(device, torch.float32)
+    with autocast_for(args):
+        outcome = ensemble.track(video, torch.from_numpy(queries)[None].to(device))
+    tracks, visibility = outcome.tracks[0].float().cpu().numpy(), outcome.visibility[0].cpu().numpy()
+    if not args.no_video:
+        colours = point_colours(len(queries))
+        overlay = [draw_frame(frame, tracks[max(0, t - 7):t + 1], visibility[max(0, t - 7):t + 1], colours)
+                   for t, frame in enumerate(frames)]
+        write_video(output_dir / "overlay.mp4", overlay, fps=video_fps(args.video))
+    result = {"queries": queries, "tracks": tracks, "visibility": visibility,
+              "candidates": np.array(outcome.candidate_names),
+              "candidate_tracks": outcome.candidate_tracks[0].float().cpu().numpy(),
+              "candidate_visibility": outcome.candidate_visibility[0].cpu().numpy(),
+              "chosen": outcome.choice[0].cpu().numpy()}
+    save_results(result, output_dir)
+    return result
+
+
 def save_results(result: dict[str, np.ndarray], output_dir: Path) -> None:
     """tracks.npz and tracks.json (queries, tracks, visibility) in ``output_dir``."""
     np.savez_compressed(output_dir / "tracks.npz", **result)
@@ -213,11 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        predictor = build_predictor(args)
-        if is_live_source(args.video, args.realtime):
+        if args.ensemble is not None:
+            result = track_with_ensemble(args, build_ensemble_tracker(args), output_dir)
+        elif is_live_source(args.video, args.realtime):
+            predictor = build_predictor(args)
             result = track_live_source(args, predictor, output_dir)
         else:
-            result = track(args, predictor, output_dir)
+            result = track(args, build_predictor(args), output_dir)
     except (ConfigError, CheckpointError, BackboneUnavailableError, VideoReadError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

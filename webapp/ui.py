@@ -21,9 +21,10 @@ from model.inputs import InputError
 from runtime.predictor import Predictor
 from model.errors import one_line
 from video.files import VideoReadError
+from model.verifier.ensemble_tracker import EnsembleTracker
 from webapp.clip import Clip, load_clip
 from webapp.live import AutocastFactory, LiveSession, session_predictor
-from webapp.run import track_clip
+from webapp.run import track_clip, track_clip_with_ensemble
 
 SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "media" / "sample.mp4"
 EXPECTED_ERRORS = (InputError, VideoReadError)
@@ -68,8 +69,9 @@ class App:
     """Handlers bound to one shared model; all per-user data comes in and goes out through gr.State."""
 
     def __init__(self, predictor: Predictor, make_autocast: AutocastFactory, max_frames: int,
-                 work_dir: Path):
+                 work_dir: Path, ensemble: EnsembleTracker | None = None):
         self.predictor = predictor
+        self.ensemble = ensemble
         self.make_autocast = make_autocast
         self.max_frames = max_frames
         self.work_dir = work_dir
@@ -130,6 +132,13 @@ class App:
         if not clip.queries:
             raise InputError("no points to track: click points on a frame or add a grid first")
         total = len(clip.frames)
+        if self.ensemble is not None:
+            progress(0, desc=f"tracking with {len(self.ensemble.trackers)} trackers and the verifier")
+            run = track_clip_with_ensemble(clip, self.ensemble, self.work_dir / uuid.uuid4().hex,
+                                           self.make_autocast())
+            status = (f"Tracked {run.points} point(s) through {run.frames} frames with the verifier ensemble of "
+                      f"{', '.join(self.ensemble.trackers)}.")
+            return str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status
         progress(0, desc="tracking", total=total, unit="frames")
         run = track_clip(clip, session_predictor(self.predictor), self.work_dir / uuid.uuid4().hex,
                          self.make_autocast(),
@@ -166,13 +175,17 @@ class App:
 
 
 def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.nullcontext,
-              max_frames: int = 300, work_dir: Path | None = None) -> gr.Blocks:
+              max_frames: int = 300, work_dir: Path | None = None,
+              ensemble: EnsembleTracker | None = None) -> gr.Blocks:
     """The whole page; ``predictor``'s weights are shared by every session, its stream state by none.
+
+    With ``ensemble`` the Video tab tracks with the verifier ensemble (offline, the whole clip at once); the Live
+    tab keeps ``predictor``.
 
     ``make_autocast()`` gives a fresh autocast context for each run (sessions run concurrently).
     """
     app = App(predictor, make_autocast, max_frames,
-              work_dir or Path(tempfile.mkdtemp(prefix="trackon2-app-")))
+              work_dir or Path(tempfile.mkdtemp(prefix="trackon2-app-")), ensemble)
     with gr.Blocks(title="Track-On2", delete_cache=CACHE_CLEANUP) as page:
         gr.Markdown("# Track-On2 point tracking\nClick points on any frame of a video and track them, "
                     "or track your webcam live.")
