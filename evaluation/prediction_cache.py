@@ -11,6 +11,7 @@ file whose video has changed is recomputed. Trackers that declare no identity ar
 from __future__ import annotations
 
 import hashlib
+import zipfile
 import json
 import os
 from pathlib import Path
@@ -58,7 +59,7 @@ class PredictionCache:
                 if str(stored["sample_digest"]) != sample_digest(sample):
                     return None
                 return torch.from_numpy(stored["tracks"].copy()), torch.from_numpy(stored["visibility"].copy())
-        except (OSError, ValueError, KeyError, EOFError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # a file cut short by a crash: recomputed and rewritten
 
     def store(self, label: str, identity: dict[str, Any] | None, index: int, sample: EvalSample,

@@ -1,7 +1,7 @@
 """EgoPoints: the reader's layout, decoding and scaling rules, and the metrics against the reference's own outputs.
 
 ``fixtures/ego_points_metrics_reference.npz`` holds random cases and what the Track-On-R reference's
-``compute_ego_points_metrics`` returned for them; ``fixtures/make_ego_points_metrics_fixture.py`` made it by
+``compute_ego_points_metrics`` returned for them; ``fixtures/make_track_on_r_eval_fixtures.py`` made it by
 importing the reference's module beside this repository.
 """
 
