@@ -149,3 +149,20 @@ def test_synthetic_writer_round_trip(tmp_path) -> None:
     sample = dataset.sample(1)
     metrics = benchmark("ego_points").score(sample, sample.tracks, sample.visible)
     assert metrics["old_d_all_avg"] == pytest.approx(100, abs=1e-3) and metrics["vis_acc"] == pytest.approx(100, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_per_epoch_validation_on_ego_points(tmp_path) -> None:
+    from tests.tiny_model import tiny_config
+    from training.validation import TrainingEvaluator, load_eval_dataset
+    from utils.config import config_from_mapping
+
+    write_ego_points(tmp_path, 2, seed=1, **CLIP)
+    args = config_from_mapping({**vars(tiny_config()), "eval_dataset": "ego_points", "tapvid_root": str(tmp_path)})
+    dataset = load_eval_dataset(args)
+    torch.manual_seed(0)
+    model = TrainingEvaluator(args, dataset, torch.device("cpu")).predictor.model
+    scores = TrainingEvaluator(args, dataset, torch.device("cpu"))(model, show_progress=False)
+    assert math.isnan(scores["aj"])  # EgoPoints has no AJ: never a best-AJ checkpoint
+    assert scores["delta_avg"] == scores["old_d_all_avg"] and scores["oa"] == scores["vis_acc"]
+    assert 0 <= scores["oa"] <= 100

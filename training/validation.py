@@ -1,4 +1,6 @@
-"""Per-epoch evaluation on TAP-Vid (DAVIS by default) with the weights being trained, through ``evaluation/``.
+"""Per-epoch evaluation on TAP-Vid (DAVIS by default) or EgoPoints with the weights being trained, through
+``evaluation/``. On EgoPoints the trainer's delta_avg and oa are its delta_avg and OA; it has no AJ (NaN, so no
+best-AJ checkpoint).
 
 An inference ``Predictor`` is built once; before each evaluation it receives a copy of the training weights with the
 temporal embedding resampled to the evaluation memory size (M_i = 24 on DAVIS, as the reference's evaluation;
@@ -20,6 +22,10 @@ from model.trackon import TrackOn2
 from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor
 from utils.config import config_from_mapping
 
+PER_EPOCH_DATASETS = (*TAPVID_DATASETS, "ego_points")
+# The trainer's score names -> EgoPoints' metric keys.
+EGO_POINTS_SCORES = {"delta_avg": "old_d_all_avg", "oa": "vis_acc"}
+
 
 def evaluation_config(args: argparse.Namespace) -> argparse.Namespace:
     """The training config with the evaluation memory size."""
@@ -29,10 +35,10 @@ def evaluation_config(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def load_eval_dataset(args: argparse.Namespace) -> Dataset:
-    """The TAP-Vid evaluation set named by ``eval_dataset`` at ``tapvid_root``."""
-    if args.eval_dataset not in TAPVID_DATASETS:
+    """The evaluation set named by ``eval_dataset`` at ``tapvid_root`` (a TAP-Vid file or an EgoPoints folder)."""
+    if args.eval_dataset not in PER_EPOCH_DATASETS:
         raise ValueError(f"eval_dataset {args.eval_dataset!r} cannot be evaluated during training; "
-                         f"expected one of {list(TAPVID_DATASETS)}")
+                         f"expected one of {list(PER_EPOCH_DATASETS)}")
     if args.tapvid_root is None:
         raise ValueError("tapvid_root is not set (give --tapvid_root)")
     dataset = build_dataset(args.eval_dataset, args.tapvid_root)
@@ -50,7 +56,9 @@ class TrainingEvaluator:
         self.args = evaluation_config(args)
         self.dataset = dataset
         self.device = device
-        self.predictor = Predictor(self.args, checkpoint_path=None, support_grid_size=SUPPORT_GRID_SIZE).to(device).eval()
+        self.predictor = Predictor(self.args, checkpoint_path=None, support_grid_size=SUPPORT_GRID_SIZE,
+                                   allow_outside_queries=benchmark(args.eval_dataset).allow_outside_queries)
+        self.predictor = self.predictor.to(device).eval()
 
     def _load_weights(self, model: torch.nn.Module) -> None:
         state = {name: value.detach() for name, value in model.state_dict().items()}
@@ -72,4 +80,7 @@ class TrainingEvaluator:
         if not len(accumulator):  # no usable video: the epoch's training is still saved, with unknown scores
             print(f"warning: none of the {len(results)} evaluation video(s) could be evaluated", flush=True)
             return {"aj": float("nan"), "oa": float("nan"), "delta_avg": float("nan")}
-        return accumulator.results()
+        scores = accumulator.results()
+        if self.args.eval_dataset == "ego_points":
+            scores.update({"aj": float("nan"), **{name: scores[key] for name, key in EGO_POINTS_SCORES.items()}})
+        return scores
