@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from dataset.errors import DatasetFormatError
 from evaluation.datasets import DATASETS, benchmark, build_dataset
 from evaluation.device import parse_device
+from evaluation.errors import EvaluationStopped, SetupError
 from evaluation.evaluator import evaluate
 from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
                                 partial_paths, remove_partials)
@@ -122,14 +123,6 @@ def rank_device(device: torch.device, ctx: DistInfo) -> torch.device:
     if device.type == "cuda" and device.index is None:
         return torch.device("cuda", ctx.local_rank)
     return device
-
-
-class EvaluationStopped(Exception):
-    """``--strict`` met a video that cannot be evaluated; the finished videos are saved."""
-
-
-class SetupError(Exception):
-    """A user-facing problem with the config, dataset or checkpoint; reported without a traceback."""
 
 
 def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device: torch.device,

@@ -84,8 +84,9 @@ def parse_lineup(model_names: Sequence[str], tracker_options: Sequence[str] = ()
         specs.append(TrackerSpec(label, entry.name, entry.ensemble, given))
     unused = [flag for flag, value in (("--checkpoint", checkpoint), ("--model_config_path", config)) if value]
     if unused and not any(spec.entry == CONFIG_AND_CHECKPOINT for spec in specs):
-        raise TrackerRegistryError(f"{' and '.join(unused)} set(s) the {CONFIG_AND_CHECKPOINT} entry, which "
-                                   "--model_names does not list")
+        raise TrackerRegistryError(f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} for the "
+                                   f"{CONFIG_AND_CHECKPOINT} entry, which --model_names does not list (give "
+                                   "LABEL.checkpoint=FILE to choose another tracker's weights)")
     return specs
 
 

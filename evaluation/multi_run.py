@@ -11,7 +11,8 @@ import torch
 
 from dataset.errors import DatasetFormatError
 from evaluation.datasets import benchmark, build_dataset
-from evaluation.eval import SEED, EvalConfig, EvaluationStopped, SetupError, rank_device
+from evaluation.errors import EvaluationStopped, SetupError
+from evaluation.eval import SEED, EvalConfig, rank_device
 from evaluation.lineup import TrackerSpec, build_lineup, lineup_settings, parse_lineup
 from evaluation.multi import evaluate_lineup
 from evaluation.multi_report import accumulate_by_label, final_table, write_lineup_json

@@ -167,6 +167,15 @@ def test_bad_lineups_are_one_line(setup, capsys, names, message) -> None:
     assert message in capsys.readouterr().err
 
 
+def test_setup_errors_from_the_command_line_have_no_traceback(setup) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "evaluation.eval", "--model_names", "track-on-r", "oracle", "--checkpoint",
+         str(setup["a"]), "--dataset_name", "ego_points", "--dataset_path", str(setup["data"]), "--device", "cpu"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: --checkpoint is for the trackon2 entry, which --model_names does not list")
+
+
 @pytest.mark.slow
 def test_interrupted_lineup_run_resumes(setup, lineup_run, tmp_path, monkeypatch, capsys) -> None:
     payload, _ = lineup_run
