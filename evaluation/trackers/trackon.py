@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 import torch
 
+from evaluation.trackers.registry import TrackerRegistryError, register_tracker
 from model.checkpoint import CheckpointError
 from model.registry import VARIANTS, get_variant, is_variant_name
 from model.trackon_predictor import SUPPORT_GRID_SIZE, Predictor
-from evaluation.trackers.registry import TrackerRegistryError, register_tracker
 from utils.config import config_from_mapping, load_config
 from utils.model_options import DEFAULT_CONFIG, resolve_checkpoint
 
