@@ -35,7 +35,8 @@ ANNOTATION_KEYS = ("trajs_2d", *FLAG_KEYS)
 
 def list_sequences(root: Path) -> list[Path]:
     """Folders of ``root`` holding an ``annot.npz``, in the order of the reference's sorted glob strings."""
-    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / ANNOTATION_FILE).is_file()]
+    folders = [p for p in root.iterdir()
+               if p.is_dir() and not p.name.startswith(".") and (p / ANNOTATION_FILE).is_file()]
     if not folders:
         raise DatasetFormatError(root, f"contains no sequence folder with an {ANNOTATION_FILE} (pass the EgoPoints "
                                        "folder holding the sequences)")

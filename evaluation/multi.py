@@ -118,8 +118,8 @@ def evaluate_lineup(
             result = VideoResult(index, name, {}, sample.reason)
         else:
             try:
-                result = VideoResult(index, name, score_video(rules, sample,
-                                                              predict_video(specs, built, sample, index, device, cache)))
+                predictions = predict_video(specs, built, sample, index, device, cache)
+                result = VideoResult(index, name, score_video(rules, sample, predictions))
             except ValueError as exc:
                 result = VideoResult(index, name, {}, " ".join(str(exc).split()))
         if print_each or result.skipped:

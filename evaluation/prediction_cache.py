@@ -71,7 +71,8 @@ class PredictionCache:
         folder.mkdir(parents=True, exist_ok=True)
         settings = folder / "settings.json"
         if not settings.exists():
-            settings.write_text(json.dumps({"tracker": identity, "dataset": self.dataset}, indent=2, default=str) + "\n")
+            described = {"tracker": identity, "dataset": self.dataset}
+            settings.write_text(json.dumps(described, indent=2, default=str) + "\n")
         path = folder / f"{index:06d}.npz"
         temporary = folder / f".{index:06d}.tmp.npz"
         np.savez(temporary, tracks=tracks.detach().cpu().float().numpy(),

@@ -5,6 +5,8 @@ work, and resuming and torchrun sharding work as in a single-model run."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -39,7 +41,8 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     (root / "tiny.yaml").write_text(yaml.safe_dump(config))
     for seed, name in ((0, "a"), (1, "b")):
         torch.manual_seed(seed)
-        torch.save(Predictor(tiny_config(M_i=config["M"]), support_grid_size=0).model.state_dict(), root / f"{name}.pth")
+        model = Predictor(tiny_config(M_i=config["M"]), support_grid_size=0).model
+        torch.save(model.state_dict(), root / f"{name}.pth")
     write_ego_points(root / "ego", NUM_VIDEOS, seed=2, num_frames=5, height=48, width=64, num_points=10)
     return {"root": root, "config": root / "tiny.yaml", "a": root / "a.pth", "b": root / "b.pth", "data": root / "ego"}
 
@@ -58,9 +61,6 @@ def _lineup_argv(setup: dict[str, Path], output: Path, *extra: str, cache: Path 
 @pytest.fixture(scope="module")
 def lineup_run(setup) -> tuple[dict, str]:
     output = setup["root"] / "lineup.json"
-    import contextlib
-    import io
-
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         assert main(_lineup_argv(setup, output, cache=setup["root"] / "cache")) == 0
@@ -227,5 +227,6 @@ def test_bad_ego_points_sequence_is_skipped_and_named(setup, tmp_path, capsys) -
                  "--output_json", str(output)]) == 0
     payload = json.loads(output.read_text())
     assert [v["name"] for v in payload["videos"]] == ["ego_000", "ego_002"]
-    assert payload["skipped"][0]["name"] == "ego_001" and "missing key(s) ['vis_valids']" in payload["skipped"][0]["reason"]
+    assert payload["skipped"][0]["name"] == "ego_001"
+    assert "missing key(s) ['vis_valids']" in payload["skipped"][0]["reason"]
     assert "Skipped 1 of 3 video(s)" in capsys.readouterr().out

@@ -73,7 +73,8 @@ def test_oracle_picks_as_the_reference(case) -> None:
 def test_oracle_is_never_farther_than_any_candidate() -> None:
     generator = torch.Generator().manual_seed(0)
     gt = torch.rand(2, 7, 11, 2, generator=generator) * 100
-    candidates = gt[:, None] + torch.randn(2, 4, 7, 11, 2, generator=generator) * torch.tensor([1.0, 4.0, 9.0, 30.0]).view(1, 4, 1, 1, 1)
+    spread = torch.tensor([1.0, 4.0, 9.0, 30.0]).view(1, 4, 1, 1, 1)
+    candidates = gt[:, None] + torch.randn(2, 4, 7, 11, 2, generator=generator) * spread
     tracks, _ = build_tracker("oracle").select(None, None, candidates, torch.zeros(2, 4, 7, 11, dtype=torch.bool),
                                                gt, torch.ones(2, 7, 11))
     error = torch.norm(tracks - gt, dim=-1)
