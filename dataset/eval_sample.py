@@ -8,11 +8,12 @@ Units and shapes (T frames of H x W pixels, N tracks)::
     visible  bool (T, N) target visibility
     valid    bool (T, N) where the target is annotated (all True except PointOdyssey's invalid points)
     name     str, the video's name in messages and result files
+    annotations  dict of further (T, N) ground-truth arrays a benchmark's metrics read (EgoPoints' flags)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,6 +26,7 @@ class EvalSample:
     visible: torch.Tensor
     valid: torch.Tensor
     name: str
+    annotations: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:

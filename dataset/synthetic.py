@@ -1,8 +1,8 @@
 """Synthetic point-tracking data: the public API and a command-line writer.
 
 ``generate_clip`` renders one clip with exact tracks and visibility (see ``dataset.synthetic_clip``); the ``write_*``
-functions store clips in the layouts of MOVi-F, TAP-Vid (DAVIS, Kinetics, RGB-Stacking), RoboTAP, PointOdyssey and
-Dynamic Replica (see ``dataset.synthetic_writers``). Example::
+functions store clips in the layouts of MOVi-F, TAP-Vid (DAVIS, Kinetics, RGB-Stacking), RoboTAP, PointOdyssey,
+Dynamic Replica and EgoPoints (see ``dataset.synthetic_writers``). Example::
 
     python -m dataset.synthetic --out /tmp/movi --format movi_f --num_videos 8
 """
@@ -17,6 +17,7 @@ from dataset.synthetic_clip import SyntheticClip, generate_clip
 from dataset.synthetic_writers import (
     tapvid_entry,
     write_dynamic_replica,
+    write_ego_points,
     write_movi_f,
     write_point_odyssey,
     write_robotap,
@@ -36,6 +37,7 @@ __all__ = [
     "write_robotap",
     "write_point_odyssey",
     "write_dynamic_replica",
+    "write_ego_points",
     "main",
 ]
 
@@ -48,6 +50,7 @@ WRITERS: dict[str, Callable[..., object]] = {
     "robotap": write_robotap,
     "point_odyssey": write_point_odyssey,
     "dynamic_replica": write_dynamic_replica,
+    "ego_points": write_ego_points,
 }
 _SINGLE_FILE = ("davis", "rgb_stacking")
 

@@ -165,3 +165,23 @@ def write_dynamic_replica(
     with gzip.open(path, "wt", encoding="utf8") as handle:
         json.dump(annotations, handle)
     return path
+
+
+def write_ego_points(root: str | Path, num_videos: int, seed: int = 0, **clip_kwargs: Any) -> list[Path]:
+    """EgoPoints: ``root/<seq>/rgbs/NNNNN.jpg`` and ``annot.npz`` with ``trajs_2d`` (T, N, 2) pixels and the (T, N)
+    uint8 flags ``visibs`` (the clip's visibility), ``out_of_view`` (outside the frame), ``occluded`` (in the frame
+    and not visible), ``valids`` (in the frame) and ``vis_valids`` (all 1)."""
+    folders = []
+    for i, clip in enumerate(_clips(num_videos, seed, clip_kwargs)):
+        folder = Path(root) / f"ego_{i:03d}"
+        (folder / "rgbs").mkdir(parents=True, exist_ok=True)
+        for t, frame in enumerate(clip.video):
+            Image.fromarray(frame).save(folder / "rgbs" / f"{t:05d}.jpg", quality=95)
+        _, height, width, _ = clip.video.shape
+        x, y = clip.tracks[..., 0], clip.tracks[..., 1]
+        inside = (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
+        flags = {"visibs": clip.visibility, "out_of_view": ~inside, "occluded": inside & ~clip.visibility,
+                 "valids": inside, "vis_valids": np.ones_like(inside)}
+        np.savez(folder / "annot.npz", trajs_2d=clip.tracks, **{key: v.astype(np.uint8) for key, v in flags.items()})
+        folders.append(folder)
+    return folders

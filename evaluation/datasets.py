@@ -2,8 +2,9 @@
 
 Every reader gives ``EvalSample``s (``reader.sample(i)``, ``reader.name(i)``, ``len(reader)``), so the evaluator
 is one loop for all of them; what differs between benchmarks is in ``BENCHMARKS``: the reader, whether query points
-may lie outside the frame (Dynamic Replica), the TAP-Vid query mode, the metrics and the per-video line. The
-inference memory size of each benchmark is decided by ``runtime.memory_size``.
+may lie outside the frame (Dynamic Replica; EgoPoints, whose queries are every track's frame-0 position), the
+TAP-Vid query mode, the metrics and the per-video line. The inference memory size of each benchmark is decided by
+``runtime.memory_size``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Protocol
 import torch
 
 from dataset.eval_sample import EvalSample
+from evaluation.ego_points_metrics import compute_ego_points_metrics
 from evaluation.metrics import (
     compute_dynamic_replica_metrics,
     compute_point_odyssey_metrics,
@@ -65,6 +67,15 @@ def score_point_odyssey(sample: EvalSample, tracks: torch.Tensor, visible: torch
                                          sample.valid[None].float(), height, width)
 
 
+def score_ego_points(sample: EvalSample, tracks: torch.Tensor, visible: torch.Tensor) -> dict[str, float]:
+    """EgoPoints metrics (delta_avg, delta*, MTE, OA, OOVA, IVA, re-identification) of predicted tracks (T, N, 2)."""
+    height, width = sample.size
+    flags = {key: value[None] for key, value in sample.annotations.items()}
+    return compute_ego_points_metrics(tracks[None].cpu(), visible[None].cpu(), sample.tracks[None], flags["visibility"],
+                                      flags["valids"], flags["vis_valids"], flags["out_of_view"], flags["occluded"],
+                                      height, width)
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """How one benchmark is read and evaluated."""
@@ -94,6 +105,12 @@ def _point_odyssey(path: str) -> EvalDataset:
     return PointOdysseyDataset(path, "test", 256)
 
 
+def _ego_points(path: str) -> EvalDataset:
+    from dataset.ego_points import EgoPointsDataset
+
+    return EgoPointsDataset(path)
+
+
 def _dynamic_replica(path: str) -> EvalDataset:
     from dataset.dynamic_replica import DynamicReplicaDataset
 
@@ -120,6 +137,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         _dynamic_replica, score_dynamic_replica,
         (("delta_avg", "accuracy"), ("delta_vis", "accuracy_vis"), ("delta_occ", "accuracy_occ"),
          ("survival", "survival")),
+        unit="Sequence", allow_outside_queries=True),
+    "ego_points": Benchmark(
+        _ego_points, score_ego_points,
+        (("d_avg", "old_d_all_avg"), ("d_avg*", "new_d_all_avg"), ("MTE", "median_l2"), ("OA", "vis_acc")),
         unit="Sequence", allow_outside_queries=True),
 }
 DATASETS = tuple(BENCHMARKS)

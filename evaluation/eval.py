@@ -1,8 +1,12 @@
-"""Evaluate Track-On2 on TAP-Vid (DAVIS, Kinetics, RoboTAP), PointOdyssey or Dynamic Replica.
+"""Evaluate Track-On2 on TAP-Vid (DAVIS, Kinetics, RoboTAP), PointOdyssey, Dynamic Replica or EgoPoints.
 
     python -m evaluation.eval --model_config_path config/test.yaml --dataset_name davis \
         --dataset_path tapvid_davis.pkl --model_checkpoint_path trackon2.pth [--output_json out.json]
     python -m evaluation.eval --checkpoint track-on-r --dataset_name davis --dataset_path tapvid_davis.pkl
+    python -m evaluation.eval --model_names trackon2-dinov3 track-on-r oracle random --dataset_name ego_points \
+        --dataset_path ego_points/ [--cache_predictions] [--output_json out.json]
+
+``--model_names`` scores several trackers and ensembles side by side (``evaluation.multi_run``).
 
 Also runs under ``torchrun --nproc_per_node=K -m evaluation.eval ...``: videos are split across ranks by index
 and the results are gathered and reported on rank 0. As the reference: inference memory M_i = 24 on DAVIS,
@@ -14,7 +18,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +28,7 @@ from torch.utils.data import Dataset
 from dataset.errors import DatasetFormatError
 from evaluation.datasets import DATASETS, benchmark, build_dataset
 from evaluation.device import parse_device
+from evaluation.errors import EvaluationStopped, SetupError
 from evaluation.evaluator import evaluate
 from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
                                 partial_paths, remove_partials)
@@ -44,7 +49,7 @@ class EvalConfig:
     """The evaluation run's settings, from the command line (the model's come from its config and checkpoint)."""
 
     model_config_path: str | None  # None: the configuration of the variant named by model_checkpoint_path
-    model_checkpoint_path: str  # a checkpoint file or a registry variant name (its cached file once resolved)
+    model_checkpoint_path: str | None  # a checkpoint file or a registry variant name (its cached file once resolved)
     dataset_name: str
     dataset_path: str
     output_json: str | None
@@ -53,6 +58,10 @@ class EvalConfig:
     num_workers: int
     no_progress: bool
     strict: bool
+    model_names: list[str] | None = None  # several trackers (evaluation.trackers entries); None: the one checkpoint
+    tracker_options: list[str] = field(default_factory=list)
+    cache_predictions: bool = False
+    cache_dir: str = "./cached_predictions"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
@@ -65,8 +74,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
         help="dataset file or folder (point_odyssey: the split folder, e.g. .../test, or the folder holding test/; "
         "dynamic_replica: the folder holding valid/)",
     )
-    parser.add_argument("--checkpoint", "--model_checkpoint_path", dest="model_checkpoint_path", required=True,
-                        help=CHECKPOINT_HELP)
+    parser.add_argument("--checkpoint", "--model_checkpoint_path", dest="model_checkpoint_path", default=None,
+                        help=f"{CHECKPOINT_HELP}; with --model_names, the checkpoint of its trackon2 entry")
     parser.add_argument("--output_json", default=None, help="write every per-video and final number here")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--max_videos", type=int, default=None, help="evaluate only the first N videos")
@@ -75,10 +84,23 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first video that cannot be evaluated (after saving the finished ones) "
                              "instead of skipping it")
+    parser.add_argument("--model_names", nargs="+", default=None, metavar="[LABEL=]NAME",
+                        help="trackers and ensembles to score side by side (see evaluation.trackers), e.g. "
+                             "trackon2-dinov3 track-on-r oracle random; an ensemble chooses among those before it")
+    parser.add_argument("--tracker_options", nargs="+", default=[], metavar="LABEL.KEY=VALUE",
+                        help="an option of one listed tracker, e.g. a.checkpoint=a.pt random.seed=3")
+    parser.add_argument("--cache_predictions", action="store_true",
+                        help="store each tracker's predictions per video and reuse them (with --model_names)")
+    parser.add_argument("--cache_dir", default="./cached_predictions", help="where --cache_predictions stores them")
     args = parser.parse_args(argv)
+    if args.model_names is None and args.model_checkpoint_path is None:
+        parser.error("give --checkpoint (one Track-On2 model) or --model_names (several trackers)")
+    if args.cache_predictions and args.model_names is None:
+        parser.error("--cache_predictions needs --model_names (e.g. --model_names trackon2 --checkpoint FILE)")
     if args.model_config_path is not None and not Path(args.model_config_path).is_file():
         parser.error(f"--model_config_path: file not found: {args.model_config_path}")
-    if not is_variant_name(args.model_checkpoint_path) and not Path(args.model_checkpoint_path).is_file():
+    if (args.model_checkpoint_path is not None and not is_variant_name(args.model_checkpoint_path)
+            and not Path(args.model_checkpoint_path).is_file()):
         parser.error(f"--model_checkpoint_path: file not found: {args.model_checkpoint_path} (--checkpoint takes "
                      f"{CHECKPOINT_HELP})")
     if not Path(args.dataset_path).exists():
@@ -102,14 +124,6 @@ def rank_device(device: torch.device, ctx: DistInfo) -> torch.device:
     if device.type == "cuda" and device.index is None:
         return torch.device("cuda", ctx.local_rank)
     return device
-
-
-class EvaluationStopped(Exception):
-    """``--strict`` met a video that cannot be evaluated; the finished videos are saved."""
-
-
-class SetupError(Exception):
-    """A user-facing problem with the config, dataset or checkpoint; reported without a traceback."""
 
 
 def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device: torch.device,
@@ -238,6 +252,10 @@ def report(args: EvalConfig, model_args: argparse.Namespace, results: list, num_
 
 def run(args: EvalConfig) -> int:
     """Evaluate (this rank's share of) the dataset; rank 0 prints the final numbers and writes the JSON."""
+    if args.model_names is not None:
+        from evaluation.multi_run import run_lineup
+
+        return run_lineup(args)
     ctx = init_distributed("cuda" if args.device.type == "cuda" else "cpu")
     try:
         device = rank_device(args.device, ctx)

@@ -234,11 +234,13 @@ class MetricAccumulator:
         return len(self.videos)
 
     def results(self) -> dict[str, float]:
-        """Mean of every metric over the recorded videos, in the order of the first video's keys."""
+        """Mean of every metric over the recorded videos that have it (EgoPoints' out-of-view metrics exist only for
+        some videos, as in the reference), in the order the keys first appear."""
         if not self.videos:
             raise ValueError("No video was evaluated")
-        keys = list(self.videos[0][1])
-        return {key: sum(m[key] for _, m in self.videos) / len(self.videos) for key in keys}
+        keys = list(dict.fromkeys(key for _, metrics in self.videos for key in metrics))
+        return {key: sum(values) / len(values)
+                for key in keys for values in [[m[key] for _, m in self.videos if key in m]]}
 
     def to_dict(self) -> dict[str, object]:
         """Every per-video and final number, JSON-serialisable."""

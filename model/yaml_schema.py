@@ -19,7 +19,7 @@ from model.vit import VITS
 
 VIT_BACKBONES = tuple(VITS)
 FRAME_SAMPLINGS = ("uniform", "random", "uniform_mixed")
-EVAL_DATASETS = ("davis", "rgb_stacking", "kinetics", "robotap")
+EVAL_DATASETS = ("davis", "rgb_stacking", "kinetics", "robotap", "ego_points")
 # Hugging Face model types of the ViT families (vit_backbone's prefix) a backbone_config may describe.
 VIT_MODEL_TYPES = {"dinov2": "dinov2", "dinov3": "dinov3_vit"}
 # Every attention layer of the tracker has this many heads, so D must be a multiple of it.

@@ -1,4 +1,6 @@
-"""Per-epoch evaluation on TAP-Vid (DAVIS by default) with the weights being trained, through ``evaluation/``.
+"""Per-epoch evaluation on TAP-Vid (DAVIS by default) or EgoPoints with the weights being trained, through
+``evaluation/``. On EgoPoints the trainer's delta_avg and oa are its delta_avg and OA; it has no AJ (NaN, so no
+best-AJ checkpoint).
 
 An inference ``Predictor`` is built once, with the evaluation memory size that ``runtime.memory_size`` decides for
 training-time evaluation (M_i = 24 on DAVIS, the training memory size M on the other TAP-Vid sets, as the
@@ -10,13 +12,17 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from evaluation.datasets import TAPVID_DATASETS, build_dataset
+from evaluation.datasets import TAPVID_DATASETS, benchmark, build_dataset
 from evaluation.evaluator import evaluate
 from evaluation.report import accumulate
 from runtime.memory_size import inference_memory_size
 from runtime.predictor import SUPPORT_GRID_SIZE, Predictor
 from model.config import ModelConfig
 from training.config import DataConfig, RunConfig
+
+PER_EPOCH_DATASETS = (*TAPVID_DATASETS, "ego_points")
+# The trainer's score names -> EgoPoints' metric keys.
+EGO_POINTS_SCORES = {"delta_avg": "old_d_all_avg", "oa": "vis_acc"}
 
 
 def evaluation_config(run: RunConfig) -> ModelConfig:
@@ -26,10 +32,10 @@ def evaluation_config(run: RunConfig) -> ModelConfig:
 
 
 def load_eval_dataset(data: DataConfig) -> Dataset:
-    """The TAP-Vid evaluation set named by ``eval_dataset`` at ``tapvid_root``."""
-    if data.eval_dataset not in TAPVID_DATASETS:
+    """The evaluation set named by ``eval_dataset`` at ``tapvid_root`` (a TAP-Vid file or an EgoPoints folder)."""
+    if data.eval_dataset not in PER_EPOCH_DATASETS:
         raise ValueError(f"eval_dataset {data.eval_dataset!r} cannot be evaluated during training; "
-                         f"expected one of {list(TAPVID_DATASETS)}")
+                         f"expected one of {list(PER_EPOCH_DATASETS)}")
     if data.tapvid_root is None:
         raise ValueError("tapvid_root is not set (give --tapvid_root)")
     dataset = build_dataset(data.eval_dataset, data.tapvid_root)
@@ -47,7 +53,9 @@ class TrainingEvaluator:
         self.dataset_name = run.data.eval_dataset
         self.dataset = dataset
         self.device = device
-        self.predictor = Predictor(evaluation_config(run), support_grid_size=SUPPORT_GRID_SIZE).to(device).eval()
+        self.predictor = Predictor(evaluation_config(run), support_grid_size=SUPPORT_GRID_SIZE,
+                                   allow_outside_queries=benchmark(run.data.eval_dataset).allow_outside_queries)
+        self.predictor = self.predictor.to(device).eval()
 
     def _load_weights(self, model: torch.nn.Module) -> None:
         state = {name: value.detach() for name, value in model.state_dict().items()}
@@ -64,4 +72,7 @@ class TrainingEvaluator:
         if not len(accumulator):  # no usable video: the epoch's training is still saved, with unknown scores
             print(f"warning: none of the {len(results)} evaluation video(s) could be evaluated", flush=True)
             return {"aj": float("nan"), "oa": float("nan"), "delta_avg": float("nan")}
-        return accumulator.results()
+        scores = accumulator.results()
+        if self.dataset_name == "ego_points":
+            scores.update({"aj": float("nan"), **{name: scores[key] for name, key in EGO_POINTS_SCORES.items()}})
+        return scores
