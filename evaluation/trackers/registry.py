@@ -14,7 +14,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-BUILTIN_MODULES = ("evaluation.trackers.trackon", "evaluation.trackers.ensembles")
+BUILTIN_MODULES = ("evaluation.trackers.trackon", "evaluation.trackers.ensembles", "evaluation.trackers.verifier")
 
 Factory = Callable[..., Any]
 
