@@ -107,16 +107,14 @@ def match_vit_names(state: dict[str, torch.Tensor], model_keys: set[str]) -> dic
     return renamed
 
 
-def load_state_dict_strict(model: nn.Module, checkpoint: Mapping[str, Any], source: str = "checkpoint") -> None:
-    """Load weights, allowing only the frozen ViT to be missing; anything else that does not fit is an error."""
-    expected = model.state_dict()
-    state = match_vit_names(extract_state_dict(checkpoint), set(expected))
+def state_dict_mismatch(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor],
+                        optional_prefixes: tuple[str, ...] = ()) -> list[str]:
+    """What keeps ``state`` from loading strictly into a model whose state dict is ``expected`` (keys under
+    ``optional_prefixes`` may be missing), one phrase per kind of problem; empty when it fits."""
     unexpected = sorted(set(state) - set(expected))
-    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(VIT_PREFIXES))
-    wrong_shape = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected) if state[k].shape != expected[k].shape
-    )
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(optional_prefixes))
+    wrong_shape = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                         for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
     problems = []
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:5]}")
@@ -124,6 +122,14 @@ def load_state_dict_strict(model: nn.Module, checkpoint: Mapping[str, Any], sour
         problems.append(f"{len(missing)} missing key(s), e.g. {missing[:5]}")
     if wrong_shape:
         problems.append(f"{len(wrong_shape)} shape mismatch(es), e.g. {wrong_shape[:3]}")
+    return problems
+
+
+def load_state_dict_strict(model: nn.Module, checkpoint: Mapping[str, Any], source: str = "checkpoint") -> None:
+    """Load weights, allowing only the frozen ViT to be missing; anything else that does not fit is an error."""
+    expected = model.state_dict()
+    state = match_vit_names(extract_state_dict(checkpoint), set(expected))
+    problems = state_dict_mismatch(state, expected, VIT_PREFIXES)
     if problems:
         raise CheckpointError(
             f"{source} does not match the model built from this config ({'; '.join(problems)}). "

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from model.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+from model.checkpoint import CheckpointError, extract_state_dict, read_checkpoint, state_dict_mismatch
 from model.verifier.config import VerifierConfig
 from model.verifier.verifier import Verifier
 from model.errors import one_line
@@ -44,19 +44,7 @@ def download_verifier_checkpoint() -> Path:
 
 
 def _mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
-    expected = model.state_dict()
-    unexpected = sorted(set(state) - set(expected))
-    missing = sorted(set(expected) - set(state))
-    wrong_shape = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                         for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    problems = []
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:5]}")
-    if missing:
-        problems.append(f"{len(missing)} missing key(s), e.g. {missing[:5]}")
-    if wrong_shape:
-        problems.append(f"{len(wrong_shape)} shape mismatch(es), e.g. {wrong_shape[:3]}")
-    return problems
+    return state_dict_mismatch(state, model.state_dict())
 
 
 def load_verifier_weights(verifier: Verifier, checkpoint: Mapping[str, Any], source: str = "checkpoint") -> None:
