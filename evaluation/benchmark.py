@@ -12,7 +12,8 @@ counted. Model-only time is the predictor call (CUDA events on GPU); end-to-end 
 clip to the device, building the queries and bringing the outputs back to the host. ``--stages`` adds the mean
 milliseconds per step of each stage (hooks around the model's sub-calls; on CUDA each boundary synchronises, so
 leave it off for frames/s). ``--full_memory`` starts every stream with a full memory (steady state) instead of
-an empty one. ``--amp`` runs the model under bfloat16 autocast. Peak memory is torch.cuda.max_memory_allocated on
+an empty one. ``--amp`` runs the model under bfloat16 autocast. ``--two_way`` also times tracking in both directions
+against forward only on a random clip whose queries all start on its middle frame (``evaluation.two_way_cost``). Peak memory is torch.cuda.max_memory_allocated on
 CUDA and the process's peak resident set on CPU.
 """
 
@@ -34,6 +35,8 @@ from evaluation.datasets import EvalDataset, build_dataset
 from evaluation.device import parse_device
 from evaluation.stage_timing import StageTimer
 from evaluation.steady_state import fill_memory_at_start
+from evaluation.two_way_cost import measure_two_way_cost, middle_frame_queries
+from evaluation.two_way_cost import report_lines as two_way_lines
 from model.registry import is_variant_name
 from model.trackon_predictor import Predictor, get_points_on_a_grid
 from utils.config import ConfigError, load_config
@@ -185,6 +188,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=256, help="random clip height")
     parser.add_argument("--width", type=int, default=256, help="random clip width")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--two_way", action="store_true",
+                        help="also report the cost of tracking in both directions (queries on the middle frame)")
     parser.add_argument("--output_json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
     for flag in ("config_path", "model_checkpoint_path", "davis_path"):
@@ -231,7 +236,8 @@ def build_predictor(args: argparse.Namespace, device: torch.device) -> Predictor
         else:
             model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.config_path)
         model_args.M_i = args.memory_size
-        predictor = Predictor(model_args, checkpoint_path=checkpoint, support_grid_size=args.support_grid)
+        predictor = Predictor(model_args, checkpoint_path=checkpoint, support_grid_size=args.support_grid,
+                              pin_query_points=False)
     except (ConfigError, RuntimeError) as exc:  # checkpoint and backbone loading errors are RuntimeErrors
         raise ValueError(f"cannot build the predictor: {exc}") from exc
     return predictor.to(device).eval()
@@ -268,8 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print("\n".join(report_lines(result)), flush=True)
         results.append(asdict(result))
+    payload: dict[str, object] = {"results": results}
+    if args.two_way:
+        clip = next(random_clips(1, args.num_frames, args.height, args.width, SEED)).to(device)
+        queries = middle_frame_queries(args.N_sqrt, args.num_frames, args.height, args.width).to(device)
+        cost = measure_two_way_cost(predictor, clip, queries)
+        print("\n".join(two_way_lines(cost)), flush=True)
+        payload["two_way"] = cost.to_dict()
     if args.output_json:
-        Path(args.output_json).write_text(json.dumps({"results": results}, indent=2) + "\n")
+        Path(args.output_json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
 

@@ -50,7 +50,8 @@ class TrainingEvaluator:
         self.args = evaluation_config(args)
         self.dataset = dataset
         self.device = device
-        self.predictor = Predictor(self.args, checkpoint_path=None, support_grid_size=SUPPORT_GRID_SIZE).to(device).eval()
+        self.predictor = Predictor(self.args, checkpoint_path=None, support_grid_size=SUPPORT_GRID_SIZE,
+                                   pin_query_points=False).to(device).eval()
 
     def _load_weights(self, model: torch.nn.Module) -> None:
         state = {name: value.detach() for name, value in model.state_dict().items()}

@@ -12,9 +12,9 @@ from typing import Callable
 import numpy as np
 
 from model.trackon_predictor import Predictor
-from utils.live_source import FrameListSource
-from utils.live_tracking import track_live
+from utils.clip_tracking import track_frames
 from utils.video_io import write_video
+from utils.visualize import TrailRenderer
 from webapp.clip import Clip
 
 
@@ -28,39 +28,47 @@ class TrackingRun:
     csv: Path
     frames: int
     points: int
+    result: dict[str, np.ndarray]  # what the downloads hold: queries, tracks, visibility, confidence, first_frame
 
 
 def track_clip(clip: Clip, predictor: Predictor, out_dir: Path, autocast: contextlib.AbstractContextManager,
-               on_frame: Callable[[int], None] | None = None) -> TrackingRun:
-    """Stream the clip through ``predictor`` (a per-session stream) and write the overlay and the tracks.
+               on_frame: Callable[[int], None] | None = None, backward: bool = False) -> TrackingRun:
+    """Track the clip's queries with ``predictor`` (a per-session stream) and write the overlay and the tracks.
 
     On its query frame each track is the clicked point itself (and visible); elsewhere it is the model's estimate.
-    Before its query frame a track is (0, 0) and not visible.
+    With ``backward`` each track also runs back from its query frame to frame 0; without, before its query frame
+    a track is (0, 0) and not visible. ``on_frame(done)`` counts the frames stepped (``frames_to_track``).
     """
     queries = clip.query_array()
-    recording = track_live(FrameListSource(clip.frames, clip.name), predictor, lambda height, width: queries,
-                           autocast=autocast, on_frame=on_frame)
-    result = recording.as_arrays()
-    del result["source_frame"]
-    starts = queries[:, 0].astype(int)
-    result["tracks"][starts, np.arange(len(queries))] = queries[:, 1:]
-    result["visibility"][starts, np.arange(len(queries))] = True
+    result = track_frames(clip.frames, queries, predictor, backward=backward, autocast=autocast, on_frame=on_frame)
+    result["first_frame"] = np.zeros(len(queries), np.int64) if backward else queries[:, 0].astype(np.int64)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = TrackingRun(overlay=out_dir / "overlay.mp4", npz=out_dir / "tracks.npz", json=out_dir / "tracks.json",
-                      csv=out_dir / "tracks.csv", frames=len(recording.tracks), points=len(queries))
-    write_video(run.overlay, recording.overlay, fps=clip.fps)
+                      csv=out_dir / "tracks.csv", frames=len(clip.frames), points=len(queries), result=result)
+    write_video(run.overlay, draw_overlay(clip.frames, result), fps=clip.fps)
     np.savez_compressed(run.npz, **result)
     run.json.write_text(json.dumps({key: value.tolist() for key, value in result.items()}))
     write_tracks_csv(run.csv, result)
     return run
 
 
+def draw_overlay(frames: list[np.ndarray], result: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Every frame with the tracks that exist on it (from each one's ``first_frame`` on) and their recent trail."""
+    renderer = TrailRenderer()
+    drawn = []
+    for t, frame in enumerate(frames):
+        ids = np.flatnonzero(result["first_frame"] <= t)
+        drawn.append(renderer.draw(frame, ids.tolist(), result["tracks"][t, ids], result["visibility"][t, ids]))
+    return drawn
+
+
 def write_tracks_csv(path: Path, result: dict[str, np.ndarray]) -> None:
-    """One row per (point, frame) from the point's query frame on: point, frame, x, y, visible, confidence."""
+    """One row per (point, frame) from the point's first tracked frame on (``first_frame``: its query frame, or 0
+    when tracked backward too): point, frame, x, y, visible, confidence."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["point", "frame", "x", "y", "visible", "confidence"])
-        for point, (start, _, _) in enumerate(result["queries"]):
+        for point, start in enumerate(result["first_frame"]):
             for frame in range(int(start), len(result["tracks"])):
                 x, y = result["tracks"][frame, point]
                 writer.writerow([point, frame, f"{x:.2f}", f"{y:.2f}", int(result["visibility"][frame, point]),

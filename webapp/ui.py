@@ -23,6 +23,7 @@ from utils.errors import one_line
 from utils.video_io import VideoReadError
 from webapp.clip import Clip, load_clip
 from webapp.live import AutocastFactory, LiveSession, session_predictor
+from utils.clip_tracking import frames_to_track
 from webapp.run import track_clip
 
 SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "media" / "sample.mp4"
@@ -123,19 +124,23 @@ class App:
             clip.clear()
         return clip, clip.frame_with_points(int(t)), clip.describe_points(), ""
 
-    @reporting_errors(status_index=2, outputs=3)
-    def track(self, clip: Clip | None, progress: gr.Progress = gr.Progress()):
-        """-> overlay video, download files, status."""
+    @reporting_errors(status_index=2, outputs=5)
+    def track(self, clip: Clip | None, backward: bool = True, t: float = 0, progress: gr.Progress = gr.Progress()):
+        """-> overlay video, download files, status, clip, frame image (the shown frame with the tracks' trails)."""
         clip = _need_clip(clip)
         if not clip.queries:
             raise InputError("no points to track: click points on a frame or add a grid first")
-        total = len(clip.frames)
+        total = frames_to_track(len(clip.frames), clip.query_array(), backward)
         progress(0, desc="tracking", total=total, unit="frames")
         run = track_clip(clip, session_predictor(self.predictor), self.work_dir / uuid.uuid4().hex,
                          self.make_autocast(),
-                         on_frame=lambda done: progress(done / total, desc=f"tracking frame {done}/{total}"))
-        status = f"Tracked {run.points} point(s) through {run.frames} frames."
-        return str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status
+                         on_frame=lambda done: progress(done / total, desc=f"tracking frame {done}/{total}"),
+                         backward=backward)
+        clip.tracked = run.result
+        both = " (forward and backward from each point's frame)" if backward else ""
+        status = f"Tracked {run.points} point(s) through {run.frames} frames{both}."
+        return (str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status, clip,
+                clip.frame_with_points(int(t)))
 
     # ------------------------------------------------------------------------------------------------- live tab
     @reporting_errors(status_index=1, outputs=3)
@@ -195,6 +200,8 @@ def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.
                     points_text = gr.Markdown("No video yet.", elem_id="points_text")
                 with gr.Column():
                     track = gr.Button("Track", variant="primary", elem_id="track_button")
+                    backward = gr.Checkbox(True, label="Also track backward (to frame 0 from each point's frame)",
+                                           elem_id="backward_checkbox")
                     status = gr.Markdown("", elem_id="status")
                     overlay = gr.Video(label="Overlay (colour = first position; ring = occluded)", interactive=False,
                                        height=VIEW_HEIGHT, elem_id="overlay_video")
@@ -210,7 +217,8 @@ def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.
             undo.click(lambda c, t: app.edit_points(c, t, "undo"), [clip_state, frame_slider], edited)
             clear.click(lambda c, t: app.edit_points(c, t, "clear"), [clip_state, frame_slider], edited)
             grid.click(app.add_grid, [clip_state, frame_slider, grid_size], edited)
-            track.click(app.track, clip_state, [overlay, downloads, status], concurrency_limit=2)
+            track.click(app.track, [clip_state, backward, frame_slider],
+                        [overlay, downloads, status, clip_state, frame_view], concurrency_limit=2)
 
         with gr.Tab("Live", elem_id="live_tab"):
             live_state = gr.State(None)
