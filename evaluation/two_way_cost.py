@@ -3,10 +3,10 @@ and in both directions (``Predictor(backward_tracking=True)``), in alternating r
 hits both alike.
 
     python -m evaluation.two_way_cost --config_path config/bench_dinov2_s.yaml --N_sqrt 16 --support_grid 20 \
-        --memory_size 72 --height 384 --width 512 --num_frames 8 --repeats 3 --threads 1
+        --memory_size 72 --height 384 --width 512 --num_frames 16 --repeats 2 --threads 1
 
-The backward pass covers frames 0 .. middle (half the clip), so the two-way run should cost about 1.5x the
-forward-only one. Also reached through ``python -m evaluation.benchmark ... --two_way``.
+The backward pass steps frames middle .. 0 (T // 2 + 1 of the T frames), so the two-way run should cost about
+(1.5 + 1/T)x the forward-only one. Also reached through ``python -m evaluation.benchmark ... --two_way``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--N_sqrt", type=int, default=16, help="queries form an N_sqrt x N_sqrt grid")
     parser.add_argument("--support_grid", type=int, default=20, help="support grid size S (S^2 extra queries)")
     parser.add_argument("--memory_size", type=int, default=72, help="inference memory size M_i")
-    parser.add_argument("--num_frames", type=int, default=8, help="frames of the random clip")
+    parser.add_argument("--num_frames", type=int, default=16, help="frames of the random clip")
     parser.add_argument("--height", type=int, default=384)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3, help="alternating pairs of runs")
