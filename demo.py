@@ -12,8 +12,9 @@ grow with the video's length. Results: <output_dir>/tracks.npz and tracks.json (
 visibility) and overlay.mp4. If the video turns out to be corrupt part-way, the frames tracked so far are saved.
 On its query frame a track is the query point itself (visible). With --backward (video files only) each query is
 also tracked from its frame back to frame 0, over the time-reversed clip: the decoded frames are then kept in
-memory, and the results also hold confidence. Live sources always track the newest frame (frames that arrive while the model is busy are dropped); Ctrl-C stops
-and saves everything tracked so far, with each tracked frame's index in the source (source_frame) and confidence.
+memory, and the results also hold confidence. Live sources always track the newest frame (frames that arrive
+while the model is busy are dropped); Ctrl-C stops and saves everything tracked so far, with each tracked frame's
+index in the source (source_frame) and confidence.
 """
 
 from __future__ import annotations
