@@ -5,16 +5,19 @@
     python demo.py --video clip.mp4 --config config/test_dinov2.yaml --checkpoint my_run/best_aj.pt
     python demo.py --video 0 --show                                 # live: camera 0 (or an rtsp/http URL)
     python demo.py --video media/sample.mp4 --realtime              # a file played as if it were live
+    python demo.py --video clip.mp4 --queries_json points.json --backward   # also track back to frame 0
     python demo.py --video clip.mp4 --ensemble trackon2-dinov2,track-on-r --verifier verifier   # verifier ensemble
 
 Frames are streamed through the tracker one at a time (online: no frame sees the future), so memory does not
 grow with the video's length. Results: <output_dir>/tracks.npz and tracks.json (trajectories in video pixels,
 visibility) and overlay.mp4. If the video turns out to be corrupt part-way, the frames tracked so far are saved.
-With --ensemble, every listed tracker tracks the whole video (up to --max_frames) and the verifier picks, per
-point and frame, the best of their tracks (visibility by majority vote); tracks.npz then also holds the candidate
-trackers' names and tracks and the verifier's choice. Live sources always track the newest frame (frames that
-arrive while the model is busy are dropped); Ctrl-C stops and saves everything tracked so far, with each tracked
-frame's index in the source (source_frame) and confidence.
+On its query frame a track is the query point itself (visible). With --backward (video files only) each query is
+also tracked from its frame back to frame 0, over the time-reversed clip: the decoded frames are then kept in
+memory, and the results also hold confidence. With --ensemble, every listed tracker tracks the whole video (up to
+--max_frames) and the verifier picks, per point and frame, the best of their tracks (visibility by majority vote);
+tracks.npz then also holds the candidate trackers' names and tracks and the verifier's choice. Live sources always
+track the newest frame (frames that arrive while the model is busy are dropped); Ctrl-C stops and saves everything
+tracked so far, with each tracked frame's index in the source (source_frame) and confidence.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from model.inputs import InputError
 from runtime.predictor import SUPPORT_GRID_SIZE, Predictor, get_points_on_a_grid
 from model.vit import BackboneUnavailableError
 from model.yaml_schema import ConfigError
+from video.clip_tracking import frames_to_track, track_frames
 from video.live_source import LiveSource, is_live_source
 from video.live_tracking import track_live
 from model.verifier.ensemble_tracker import EnsembleTracker
@@ -65,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--no_video", action="store_true", help="do not write the overlay video")
+    parser.add_argument("--backward", action="store_true",
+                        help="also track each query backward from its frame to frame 0 (video files only; the "
+                             "decoded frames are kept in memory)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
     add_ensemble_arguments(parser)
@@ -86,6 +93,11 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(problem)
     if args.ensemble is not None and is_live_source(args.video, args.realtime):
         parser.error("--ensemble needs the whole video (the verifier looks at all frames): not for live sources")
+    if args.backward and is_live_source(args.video, args.realtime):
+        parser.error("--backward needs a video file: live sources (cameras, streams, --realtime) are tracked "
+                     "forward only")
+    if args.backward and args.ensemble is not None:
+        parser.error("--backward and --ensemble cannot be combined")
     try:
         args.device = str(parse_device(args.device))
     except ValueError as err:
@@ -189,6 +201,36 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
     return result
 
 
+def track_both_ways(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:
+    """Decode the video (up to --max_frames), then track every query forward and backward to frame 0."""
+    frames = []
+    try:
+        for frame in iter_video_frames(args.video):
+            if args.max_frames is not None and len(frames) >= args.max_frames:
+                break
+            frames.append(frame)
+    except VideoReadError as err:
+        print(f"warning: {err}; tracking the {len(frames)} frame(s) decoded so far", file=sys.stderr)
+    if not frames:
+        raise InputError(f"{args.video}: no frame could be decoded")
+    height, width = frames[0].shape[:2]
+    queries = load_queries(args.queries_json, args.grid_size, height, width)
+    check_query_frames(queries, len(frames), args.video if args.max_frames is None else
+                       f"--max_frames {args.max_frames}")
+    with tqdm(total=frames_to_track(len(frames), queries, True), desc="tracking both ways", unit="frame") as bar:
+        result = track_frames(frames, queries, predictor, backward=True, autocast=autocast_for(args),
+                              on_frame=lambda done: bar.update(done - bar.n))
+    if not args.no_video:
+        colours = point_colours(len(queries))
+        trail = 8
+        overlay = [draw_frame(frame, result["tracks"][max(t - trail + 1, 0): t + 1],
+                              result["visibility"][max(t - trail + 1, 0): t + 1], colours)
+                   for t, frame in enumerate(frames)]
+        write_video(output_dir / "overlay.mp4", overlay, fps=video_fps(args.video))
+    save_results(result, output_dir)
+    return result
+
+
 def track_live_source(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> dict[str, np.ndarray]:
     """Track a camera, stream or ``--realtime`` file live; writes the overlay at the achieved frame rate."""
     with LiveSource(args.video, realtime=args.realtime) as source:
@@ -267,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         elif is_live_source(args.video, args.realtime):
             predictor = build_predictor(args)
             result = track_live_source(args, predictor, output_dir)
+        elif args.backward:
+            result = track_both_ways(args, build_predictor(args), output_dir)
         else:
             result = track(args, build_predictor(args), output_dir)
     except (ConfigError, CheckpointError, BackboneUnavailableError, VideoReadError, InputError) as err:

@@ -3,7 +3,8 @@
 ``first``: one query per track, at its first visible frame; tracks never visible are dropped.
 ``strided``: for every 5th frame ``t`` (0, 5, 10, ...), one query per track visible at ``t``; a track appears once
 per such frame, and ``trackgroup`` says which original track each row came from.
-Queries are (t, y, x) rows, as in tapnet.
+Queries are (t, y, x) rows, as in tapnet; both modes give tapnet's rows in tapnet's order (tested against its
+``sample_queries_first`` / ``sample_queries_strided`` on random tracks).
 """
 
 from __future__ import annotations

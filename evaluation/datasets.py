@@ -3,18 +3,20 @@
 Every reader gives ``EvalSample``s (``reader.sample(i)``, ``reader.name(i)``, ``len(reader)``), so the evaluator
 is one loop for all of them; what differs between benchmarks is in ``BENCHMARKS``: the reader, whether query points
 may lie outside the frame (Dynamic Replica; EgoPoints, whose queries are every track's frame-0 position), the
-TAP-Vid query mode, the metrics and the per-video line. The inference memory size of each benchmark is decided by
-``runtime.memory_size``.
+TAP-Vid query mode ('first'; 'strided' on request), the metrics and the per-video line. The inference memory size
+of each benchmark is decided by ``runtime.memory_size``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Callable, Protocol
 
 import torch
 
 from dataset.eval_sample import EvalSample
+from dataset.tapvid_queries import QUERY_MODES
 from evaluation.ego_points_metrics import compute_ego_points_metrics
 from evaluation.metrics import (
     compute_dynamic_replica_metrics,
@@ -40,7 +42,8 @@ class EvalDataset(Protocol):
 Scorer = Callable[[EvalSample, torch.Tensor, torch.Tensor], dict[str, float]]
 
 
-def score_tapvid(sample: EvalSample, tracks: torch.Tensor, visible: torch.Tensor) -> dict[str, float]:
+def score_tapvid(sample: EvalSample, tracks: torch.Tensor, visible: torch.Tensor,
+                 query_mode: str = TAPVID_QUERY_MODE) -> dict[str, float]:
     """TAP-Vid metrics (AJ, delta_avg, OA, ...) of predicted tracks (T, N, 2) and visibility (T, N)."""
     metrics = compute_tapvid_metrics(
         sample.queries[None][..., [0, 2, 1]].cpu().numpy(),  # (t, x, y) -> the metric's (t, y, x)
@@ -48,7 +51,7 @@ def score_tapvid(sample: EvalSample, tracks: torch.Tensor, visible: torch.Tensor
         sample.tracks.permute(1, 0, 2)[None].cpu().numpy(),
         (~visible.bool()).T[None].cpu().numpy(),
         tracks.float().permute(1, 0, 2)[None].cpu().numpy(),
-        TAPVID_QUERY_MODE,
+        query_mode,
     )
     return tapvid_video_summary(metrics)
 
@@ -90,11 +93,11 @@ class Benchmark:
     query_mode: str | None = None
 
 
-def _tapvid(name: str) -> Callable[[str], EvalDataset]:
+def _tapvid(name: str, query_mode: str = TAPVID_QUERY_MODE) -> Callable[[str], EvalDataset]:
     def build(path: str) -> EvalDataset:
         from dataset.tapvid import TAPVid
 
-        return TAPVid(None, data_root=path, dataset_type=name, query_mode=TAPVID_QUERY_MODE)
+        return TAPVid(None, data_root=path, dataset_type=name, query_mode=query_mode)
 
     return build
 
@@ -147,13 +150,25 @@ DATASETS = tuple(BENCHMARKS)
 TAPVID_DATASETS = tuple(name for name, benchmark in BENCHMARKS.items() if benchmark.query_mode is not None)
 
 
-def benchmark(name: str) -> Benchmark:
-    """The rules of benchmark ``name``; an unknown name is a ValueError listing the known ones."""
+def benchmark(name: str, query_mode: str | None = None) -> Benchmark:
+    """The rules of benchmark ``name``; an unknown name is a ValueError listing the known ones.
+
+    ``query_mode`` ('first' or 'strided', TAP-Vid only; None: the benchmark's own, 'first') picks the TAP-Vid
+    protocol: its query sampling and its scored frames."""
     if name not in BENCHMARKS:
         raise ValueError(f"Unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-    return BENCHMARKS[name]
+    rules = BENCHMARKS[name]
+    if query_mode is None or query_mode == rules.query_mode:
+        return rules
+    if rules.query_mode is None:
+        raise ValueError(f"query mode {query_mode!r} applies to the TAP-Vid datasets only "
+                         f"({', '.join(TAPVID_DATASETS)}), not {name}")
+    if query_mode not in QUERY_MODES:
+        raise ValueError(f"query mode must be one of {', '.join(QUERY_MODES)}, got {query_mode!r}")
+    return replace(rules, build=_tapvid(name, query_mode), score=partial(score_tapvid, query_mode=query_mode),
+                   query_mode=query_mode)
 
 
-def build_dataset(name: str, path: str) -> EvalDataset:
-    """The reader of benchmark ``name`` over the file or folder ``path``."""
-    return benchmark(name).build(path)
+def build_dataset(name: str, path: str, query_mode: str | None = None) -> EvalDataset:
+    """The reader of benchmark ``name`` over the file or folder ``path`` (TAP-Vid: with ``query_mode``)."""
+    return benchmark(name, query_mode).build(path)

@@ -3,6 +3,7 @@
     python -m evaluation.eval --model_config_path config/test.yaml --dataset_name davis \
         --dataset_path tapvid_davis.pkl --model_checkpoint_path trackon2.pth [--output_json out.json]
     python -m evaluation.eval --checkpoint track-on-r --dataset_name davis --dataset_path tapvid_davis.pkl
+    python -m evaluation.eval ... --dataset_name davis --query_mode strided   # TAP-Vid "queried strided"
     python -m evaluation.eval --model_names trackon2-dinov3 track-on-r oracle random --dataset_name ego_points \
         --dataset_path ego_points/ [--cache_predictions] [--output_json out.json]
 
@@ -11,6 +12,9 @@
 Also runs under ``torchrun --nproc_per_node=K -m evaluation.eval ...``: videos are split across ranks by index
 and the results are gathered and reported on rank 0. As the reference: inference memory M_i = 24 on DAVIS,
 a 20x20 support grid, visibility threshold ``delta_v`` from the config, 'first' queries on TAP-Vid.
+``--query_mode strided`` evaluates TAP-Vid in tapnet's other protocol: a query every 5 frames on each track's
+visible frames, scored on every frame but the query frame, so the tracker also runs backward
+(``Predictor(backward_tracking=True)``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import torch
 from torch.utils.data import Dataset
 
 from dataset.errors import DatasetFormatError
-from evaluation.datasets import DATASETS, benchmark, build_dataset
+from dataset.tapvid_queries import QUERY_MODES
+from evaluation.datasets import DATASETS, TAPVID_DATASETS, TAPVID_QUERY_MODE, benchmark
 from evaluation.device import parse_device
 from evaluation.errors import EvaluationStopped, SetupError
 from evaluation.evaluator import evaluate
@@ -58,6 +63,7 @@ class EvalConfig:
     num_workers: int
     no_progress: bool
     strict: bool
+    query_mode: str  # the TAP-Vid protocol, 'first' or 'strided'
     model_names: list[str] | None = None  # several trackers (evaluation.trackers entries); None: the one checkpoint
     tracker_options: list[str] = field(default_factory=list)
     cache_predictions: bool = False
@@ -81,6 +87,10 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     parser.add_argument("--max_videos", type=int, default=None, help="evaluate only the first N videos")
     parser.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--query_mode", choices=QUERY_MODES, default=TAPVID_QUERY_MODE,
+                        help="TAP-Vid protocol: 'first' (the reference's: each track queried at its first visible "
+                             "frame) or 'strided' (a query every 5 frames where the track is visible, tracked in "
+                             "both directions)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first video that cannot be evaluated (after saving the finished ones) "
                              "instead of skipping it")
@@ -110,6 +120,9 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
             check_writable(args.output_json)
         except PartialResultsError as exc:
             parser.error(str(exc))
+    if args.query_mode != TAPVID_QUERY_MODE and args.dataset_name not in TAPVID_DATASETS:
+        parser.error(f"--query_mode {args.query_mode} applies to the TAP-Vid datasets only "
+                     f"({', '.join(TAPVID_DATASETS)}), not {args.dataset_name}")
     if args.max_videos is not None and args.max_videos < 1:
         parser.error("--max_videos must be at least 1")
     try:
@@ -127,16 +140,19 @@ def rank_device(device: torch.device, ctx: DistInfo) -> torch.device:
 
 
 def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device: torch.device,
-                   allow_outside_queries: bool = False) -> torch.nn.Module:
-    """The reference's evaluation Predictor (20x20 support grid) on ``device``.
+                   allow_outside_queries: bool = False, backward_tracking: bool = False) -> torch.nn.Module:
+    """The reference's evaluation Predictor (20x20 support grid, the model's own points on query frames) on
+    ``device``.
 
-    ``allow_outside_queries`` is for Dynamic Replica, whose query points may lie outside the frame.
+    ``allow_outside_queries`` is for Dynamic Replica, whose query points may lie outside the frame;
+    ``backward_tracking`` for the strided protocol, which scores frames before the query frame.
     """
     from runtime.predictor import Predictor
 
     try:
         predictor = Predictor(model_args, checkpoint_path=checkpoint_path, support_grid_size=SUPPORT_GRID_SIZE,
-                              allow_outside_queries=allow_outside_queries)
+                              allow_outside_queries=allow_outside_queries, backward_tracking=backward_tracking,
+                              pin_query_points=False)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
         raise SetupError(f"cannot build the predictor with checkpoint {checkpoint_path}: {exc}") from exc
     return predictor.to(device).eval()
@@ -149,15 +165,20 @@ def prepare(
     try:
         model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.model_config_path)
         args.model_checkpoint_path = str(checkpoint)  # a variant name becomes its file in the hub cache
-        rules = benchmark(args.dataset_name)
+        rules = benchmark(args.dataset_name, _query_mode(args))
         model_args.M_i = inference_memory_size(model_args.M_i, benchmark=args.dataset_name)
-        dataset = build_dataset(args.dataset_name, args.dataset_path)
+        dataset = rules.build(args.dataset_path)
     except (ConfigError, CheckpointError, DatasetFormatError, FileNotFoundError) as exc:
         raise SetupError(str(exc)) from exc
     if len(dataset) == 0:
         raise SetupError(f"no video found in {args.dataset_path}")
     return model_args, dataset, load_predictor(model_args, args.model_checkpoint_path, device,
-                                               rules.allow_outside_queries)
+                                               rules.allow_outside_queries, rules.query_mode == "strided")
+
+
+def _query_mode(args: EvalConfig) -> str | None:
+    """The TAP-Vid protocol of the run; None on the other benchmarks."""
+    return args.query_mode if args.dataset_name in TAPVID_DATASETS else None
 
 
 def run_info(args: EvalConfig, model_args: argparse.Namespace, world_size: int) -> dict[str, object]:
@@ -168,7 +189,8 @@ def run_info(args: EvalConfig, model_args: argparse.Namespace, world_size: int) 
         "M_i": model_args.M_i,
         "delta_v": model_args.delta_v,
         "support_grid_size": SUPPORT_GRID_SIZE,
-        "query_mode": benchmark(args.dataset_name).query_mode,
+        "query_mode": _query_mode(args),
+        "backward_tracking": _query_mode(args) == "strided",
         "world_size": world_size,
     }
 
@@ -187,6 +209,7 @@ def resume_settings(args: EvalConfig, model_args: argparse.Namespace) -> dict[st
         "M_i": model_args.M_i,
         "delta_v": model_args.delta_v,
         "support_grid_size": SUPPORT_GRID_SIZE,
+        "query_mode": _query_mode(args),
     }
 
 
@@ -218,6 +241,7 @@ def evaluate_shard(args: EvalConfig, model_args: argparse.Namespace, dataset: Da
             show_progress=not args.no_progress,
             strict=args.strict,
             on_result=writer,
+            query_mode=_query_mode(args),
         )
     finally:
         if writer is not None:
@@ -239,7 +263,7 @@ def report(args: EvalConfig, model_args: argparse.Namespace, results: list, num_
     accumulator = accumulate(results)
     lines = skipped_lines(skipped, num_videos)
     if len(accumulator):
-        lines = final_lines(args.dataset_name, accumulator.results()) + lines
+        lines = final_lines(args.dataset_name, accumulator.results(), _query_mode(args)) + lines
     print("\n" + "\n".join(lines), flush=True)
     if args.output_json:
         write_json(args.output_json, args.dataset_name, accumulator, run_info(args, model_args, world_size),
@@ -248,6 +272,11 @@ def report(args: EvalConfig, model_args: argparse.Namespace, results: list, num_
         print(f"Wrote {args.output_json}", flush=True)
     if not len(accumulator):
         raise EvaluationStopped(f"none of the {num_videos} video(s) could be evaluated (reasons above)")
+
+
+def _protocol(args: EvalConfig) -> str:
+    mode = _query_mode(args)
+    return f" (queried {mode})" if mode else ""
 
 
 def run(args: EvalConfig) -> int:
@@ -264,7 +293,7 @@ def run(args: EvalConfig) -> int:
         num_videos = len(dataset) if args.max_videos is None else min(len(dataset), args.max_videos)
         if ctx.is_main:
             print(
-                f"Evaluating on {args.dataset_name}: {num_videos} videos, M_i={model_args.M_i}, "
+                f"Evaluating on {args.dataset_name}{_protocol(args)}: {num_videos} videos, M_i={model_args.M_i}, "
                 f"delta_v={model_args.delta_v}, device={device}, processes={ctx.world_size}",
                 flush=True,
             )

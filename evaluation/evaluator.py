@@ -112,14 +112,16 @@ def evaluate(
     show_progress: bool = True,
     strict: bool = False,
     on_result: Callable[[VideoResult], None] | None = None,
+    query_mode: str | None = None,
 ) -> list[VideoResult]:
     """Evaluate ``predictor`` on ``dataset.sample(i)`` for every i in ``indices`` (one video at a time), with the
     rules of benchmark ``dataset_name``.
 
     A video that cannot be evaluated (unreadable, no visible point, NaN points, no frames, ...) is returned as a
     skipped result naming the reason; with ``strict`` the loop stops after it. ``on_result`` sees every result as
-    soon as it exists (the evaluation CLI saves it to disk there)."""
-    rules = benchmark(dataset_name)
+    soon as it exists (the evaluation CLI saves it to disk there). ``query_mode`` picks the TAP-Vid protocol
+    ('first' or 'strided'; None: the benchmark's own)."""
+    rules = benchmark(dataset_name, query_mode)
     indices = list(indices)
     loader = DataLoader(_GuardedSamples(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers,
                         collate_fn=_as_is)

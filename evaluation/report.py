@@ -45,10 +45,12 @@ def skipped_lines(skipped: list[VideoResult], total: int) -> list[str]:
     return lines
 
 
-def final_lines(dataset_name: str, final: dict[str, float]) -> list[str]:
-    """Human-readable final metrics (percent, except PointOdyssey's median_l2 distances)."""
+def final_lines(dataset_name: str, final: dict[str, float], query_mode: str | None = None) -> list[str]:
+    """Human-readable final metrics (percent, except PointOdyssey's median_l2 distances); TAP-Vid finals are
+    headed by their protocol when ``query_mode`` is given."""
     if dataset_name in TAPVID_DATASETS:
-        return [f"{label}: {final[key]:.2f}" for key, label in TAPVID_FINAL_LABELS.items()]
+        head = [f"Protocol: queried {query_mode}"] if query_mode else []
+        return head + [f"{label}: {final[key]:.2f}" for key, label in TAPVID_FINAL_LABELS.items()]
     return [f"{key}: {value:.2f}" for key, value in final.items()]
 
 

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,6 +38,8 @@ from model.yaml_schema import config_from_mapping
 from runtime.fast import set_fast
 from runtime.memory_size import inference_memory_size
 from runtime.online import MemoryFiller, OnlineTracker
+from runtime.query_frame import pin_stream_frame, pin_whole_video
+from runtime.two_way import track_two_way
 
 UNIFORM_GRID_SIZE = 32  # the query grid tracked when a video comes without queries
 SUPPORT_GRID_SIZE = 20  # the reference's support grid, also its evaluation's
@@ -81,10 +84,17 @@ class Predictor(nn.Module):
         allow_outside_queries: bool = False,
         model: TrackOn2 | None = None,
         fast: bool = True,
+        backward_tracking: bool = False,
+        pin_query_points: bool = True,
     ):
         """``config``: a ModelConfig, or the keys of a YAML config (namespace or mapping, validated here; its model
         fields are used). Without ``checkpoint_path`` the tracker keeps its random initialisation; ``model``: an
-        existing tracker to use instead of building one (its weights are shared)."""
+        existing tracker to use instead of building one (its weights are shared).
+
+        ``backward_tracking``: whole videos are also tracked backward from each query's frame to frame 0
+        (``runtime.two_way``); streams stay forward-only. ``pin_query_points``: on its query frame a track is the
+        query point itself, visible; False keeps the model's estimate there, as the reference
+        (``runtime.query_frame``)."""
         super().__init__()
         if support_grid_size < 0:
             raise ValueError(f"support_grid_size must be >= 0, got {support_grid_size}")
@@ -100,6 +110,8 @@ class Predictor(nn.Module):
         self.delta_v = float(config.delta_v)
         self.support_grid_size = support_grid_size
         self.allow_outside_queries = allow_outside_queries
+        self.backward_tracking = backward_tracking
+        self.pin_query_points = pin_query_points
         self.memory_filler: MemoryFiller | None = None
         self.reset()
 
@@ -118,6 +130,8 @@ class Predictor(nn.Module):
         delta_v: float | None = None,
         support_grid_size: int = 20,
         allow_outside_queries: bool = False,
+        backward_tracking: bool = False,
+        pin_query_points: bool = True,
         config_overrides: Mapping[str, Any] | None = None,
     ) -> "Predictor":
         """A released tracker by its registry name (``trackon2-dinov2``, ``trackon2-dinov3``, ``track-on-r``).
@@ -133,7 +147,8 @@ class Predictor(nn.Module):
         checkpoint = download_released_checkpoint(entry.name)
         try:
             predictor = cls(config, checkpoint_path=checkpoint, support_grid_size=support_grid_size,
-                            allow_outside_queries=allow_outside_queries)
+                            allow_outside_queries=allow_outside_queries, backward_tracking=backward_tracking,
+                            pin_query_points=pin_query_points)
         except BackboneUnavailableError as err:
             raise BackboneUnavailableError(f"{entry.name}: {err}") from err
         return predictor.to(device=device, dtype=dtype)
@@ -170,8 +185,16 @@ class Predictor(nn.Module):
         video: (B, T, 3, H, W) in 0..255 (float or uint8), B independent videos tracked together; queries:
         (B, N, 3) as (t, x, y) in video pixels, or None for a 32x32 grid on the first frame. Returns trajectory
         (B, T, N, 2) in video pixels and visibility (B, T, N) bool; before a query's start frame its point is
-        (0, 0) and it is not visible. Each video's result is the same as when it is tracked alone.
+        (0, 0) and it is not visible, unless ``backward_tracking`` tracks it back to frame 0. Each video's result
+        is the same as when it is tracked alone.
         """
+        if self.backward_tracking:
+            return track_two_way(lambda clip, points: self._track_forward(clip, points, progress), video, queries)
+        return self._track_forward(video, queries, progress)
+
+    def _track_forward(self, video: torch.Tensor, queries: torch.Tensor | None,
+                       progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` without backward tracking."""
         if isinstance(video, torch.Tensor) and not video.is_floating_point() and video.dim() == 5:
             video = video.float()
         check_video(video)
@@ -193,8 +216,11 @@ class Predictor(nn.Module):
             step = tracker.step(video[:, t])
             points.append(step.points[:, :num_user])
             visibility.append(self._visibility(step.v_logit[:, :num_user], step.started[:, :num_user]))
-        trajectory = self.model.to_input_pixels(torch.stack(points, dim=1), height, width)
-        return trajectory.to(video.dtype), torch.stack(visibility, dim=1)
+        trajectory = self.model.to_input_pixels(torch.stack(points, dim=1), height, width).to(video.dtype)
+        visibility = torch.stack(visibility, dim=1)
+        if self.pin_query_points:
+            pin_whole_video(trajectory, visibility, queries[:, :num_user])
+        return trajectory, visibility
 
     # ------------------------------------------------------------------------------------------------ streaming
     def reset(self) -> None:
@@ -283,25 +309,31 @@ class Predictor(nn.Module):
             support = self._support_queries(height, width, frame.device)[..., 1:]
             self._num_support = support.shape[1]
             self._add_queries(support.to(frame.dtype), width, height)
-        self._start_pending(frame.dtype, width, height)
+            if self.backward_tracking:
+                warnings.warn("backward_tracking applies to whole videos only: streams are tracked forward only",
+                              stacklevel=3)
+        starting = self._start_pending(frame.dtype, width, height)
         step = self._tracker.step(frame)
         points = self.model.to_input_pixels(step.points[0, self._num_support:], height, width)
         user = slice(self._num_support, None)
-        return FrameTracks(
-            ids=list(self._ids),
-            points=points.to(frame.dtype),
-            visible=self._visibility(step.v_logit[0, user], step.started[0, user]),
-            confidence=torch.sigmoid(-step.u_logit[0, user]).to(frame.dtype),
-        )
+        points = points.to(frame.dtype)
+        visible = self._visibility(step.v_logit[0, user], step.started[0, user])
+        confidence = torch.sigmoid(-step.u_logit[0, user]).to(frame.dtype)
+        if self.pin_query_points:
+            points, visible, confidence = pin_stream_frame(points, visible, confidence, starting)
+        return FrameTracks(ids=list(self._ids), points=points, visible=visible, confidence=confidence)
 
-    def _start_pending(self, dtype: torch.dtype, width: int, height: int) -> None:
-        """Move the queued queries into the tracker state; they start on the frame being processed."""
+    def _start_pending(self, dtype: torch.dtype, width: int, height: int) -> torch.Tensor:
+        """Move the queued queries into the tracker state; they start on the frame being processed.
+
+        Returns their (n, 2) points (x, y pixels), n = 0 when none was queued."""
         if not self._pending:
-            return
+            return torch.zeros(0, 2, dtype=dtype)
         points = torch.stack([xy for _, xy in self._pending]).unsqueeze(0)
         self._add_queries(points.to(dtype), width, height)
         self._ids.extend(query_id for query_id, _ in self._pending)
         self._pending = []
+        return points[0]
 
     def _check_pending(self) -> None:
         """Queries queued before the first frame must lie in it; if not they are dropped and the error raised."""

@@ -1,7 +1,7 @@
 """The web app driven in headless Chromium (Debian's chromium + chromium-driver, via selenium).
 
 One app server (tiny random-weight model, 127.0.0.1 only) serves both tests: the video tab (upload the sample
-clip, click two points on a later frame, track, download the tracks) and the live tab (Chromium's fake camera
+clip, click two points on a later frame, track forward only and then both ways, download the tracks) and the live tab (Chromium's fake camera
 playing a generated .y4m clip). APP_SCREENSHOT_DIR=media saves screenshots of both for the README.
 scripts/test.sh installs the browser where it is missing.
 """
@@ -184,14 +184,29 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
         for count, (x, y) in enumerate(CLICKS, start=1):
             _click_pixel(driver, _loaded_image(driver, "#frame_view img"), x, y)
             _wait(driver, lambda d: f"{count} point(s)" in _text(d, "points_text"), f"click {count} was not added")
+        backward = _find(driver, "#backward_checkbox input[type=checkbox]")
+        assert backward.is_selected(), "the Video tab tracks backward by default"
+        backward.click()  # first forward only
         _find(driver, "#track_button").click()
-        _wait(driver, lambda d: f"Tracked 2 point(s) through {CLIP_FRAMES} frames" in _text(d, "status"),
+        _wait(driver, lambda d: f"Tracked 2 point(s) through {CLIP_FRAMES} frames." in _text(d, "status"),
               "tracking did not end")
         links = _wait(driver, _download_links, "the three downloads did not appear")
         assert set(links) == {"tracks.npz", "tracks.json", "tracks.csv"}
         links["tracks.json"].click()
         saved = _wait(driver, lambda d: (downloads / "tracks.json").exists() and downloads / "tracks.json",
                       "tracks.json was not downloaded")
+        forward_href = links["tracks.json"].get_attribute("href")
+        view_before = _loaded_image(driver, "#frame_view img").get_attribute("src")
+        _find(driver, "#backward_checkbox input[type=checkbox]").click()  # then both ways, the default
+        _find(driver, "#track_button").click()
+        _wait(driver, lambda d: "forward and backward" in _text(d, "status"), "two-way tracking did not end")
+        links = _wait(driver, lambda d: (found := _download_links(d)) and found["tracks.json"].get_attribute("href")
+                      != forward_href and found, "the two-way downloads did not appear")
+        # Chromium asks before a page's second download, so this one is fetched from the link's address
+        with urllib.request.urlopen(links["tracks.json"].get_attribute("href"), timeout=WAIT) as response:
+            two_way = json.loads(response.read())
+        _wait(driver, lambda d: _loaded_image(d, "#frame_view img").get_attribute("src") != view_before,
+              "the shown frame did not get the tracks' trails")
         driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(str(_screenshot_dir(tmp_path) / "app_video.png"))
     finally:
@@ -205,6 +220,12 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
     assert np.array_equal(tracks[QUERY_FRAME], queries[:, 1:])
     assert np.all(tracks[:QUERY_FRAME] == 0) and not np.any(np.asarray(result["visibility"])[:QUERY_FRAME])
     assert np.all(np.isfinite(tracks[QUERY_FRAME:]))
+
+    both = np.asarray(two_way["tracks"])
+    assert np.array_equal(np.asarray(two_way["queries"]), queries) and two_way["first_frame"] == [0, 0]
+    assert np.array_equal(both[QUERY_FRAME], queries[:, 1:])
+    assert np.all(both[:QUERY_FRAME] != 0) and np.all(np.isfinite(both)), "the tracks do not start at frame 0"
+    assert np.allclose(both[QUERY_FRAME:], tracks[QUERY_FRAME:], atol=1e-4)  # the forward half is unchanged
 
 
 def _write_y4m(path: Path, frames: int = 40, width: int = 320, height: int = 240) -> None:

@@ -17,7 +17,7 @@ HEIGHT, WIDTH = 70, 100
 @pytest.fixture()
 def predictor(float64_default) -> Predictor:
     torch.manual_seed(0)
-    return Predictor(tiny_config(), support_grid_size=2).double()
+    return Predictor(tiny_config(), support_grid_size=2, pin_query_points=False).double()
 
 
 def _frames(count: int = 6) -> torch.Tensor:

@@ -54,7 +54,8 @@ class TrainingEvaluator:
         self.dataset = dataset
         self.device = device
         self.predictor = Predictor(evaluation_config(run), support_grid_size=SUPPORT_GRID_SIZE,
-                                   allow_outside_queries=benchmark(run.data.eval_dataset).allow_outside_queries)
+                                   allow_outside_queries=benchmark(run.data.eval_dataset).allow_outside_queries,
+                                   pin_query_points=False)
         self.predictor = self.predictor.to(device).eval()
 
     def _load_weights(self, model: torch.nn.Module) -> None:

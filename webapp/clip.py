@@ -13,6 +13,7 @@ from video.files import iter_video_frames, video_fps
 from video.drawing import draw_disc, draw_ring, position_colours
 
 MAX_GRID_SIZE = 32
+TRAIL = 8  # frames of trail drawn each way of the shown frame once tracked
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Clip:
     fps: float
     queries: list[tuple[int, float, float]] = field(default_factory=list)
     truncated: bool = False
+    tracked: dict[str, np.ndarray] | None = None  # the last run's result while the points are unchanged
 
     @property
     def height(self) -> int:
@@ -40,6 +42,7 @@ class Clip:
         if not (0 <= x <= self.width and 0 <= y <= self.height):
             raise InputError(f"point ({x:.0f}, {y:.0f}) is outside the {self.width}x{self.height} image")
         self.queries.append((int(t), float(x), float(y)))
+        self.tracked = None
 
     def add_grid(self, t: int, size: int) -> None:
         if not 1 <= size <= MAX_GRID_SIZE:
@@ -50,17 +53,22 @@ class Clip:
     def undo(self) -> None:
         if self.queries:
             self.queries.pop()
+            self.tracked = None
 
     def clear(self) -> None:
         self.queries.clear()
+        self.tracked = None
 
     def query_array(self) -> np.ndarray:
         return np.asarray(self.queries, dtype=np.float32).reshape(-1, 3)
 
     def frame_with_points(self, t: int) -> np.ndarray:
-        """Frame t with the queries drawn: filled discs for those clicked on t, rings for those from other frames."""
+        """Frame t with the queries drawn: filled discs for those clicked on t, rings for those from other frames;
+        once tracked, also each track's point on t with its trail in both directions (``TRAIL`` frames each way)."""
         canvas = self.frames[t].copy()
         queries = self.query_array()
+        if self.tracked is not None:
+            draw_two_way_trails(canvas, self.tracked, t, position_colours(queries[:, 1:], self.width, self.height))
         for (start, x, y), colour in zip(queries, position_colours(queries[:, 1:], self.width, self.height)):
             if int(start) == t:
                 draw_disc(canvas, x, y, 5, np.zeros(3, np.uint8))
@@ -76,6 +84,20 @@ class Clip:
         shown = ", ".join(f"({x:.0f}, {y:.0f}) @ frame {t}" for t, x, y in self.queries[:8])
         more = f", ... ({len(self.queries) - 8} more)" if len(self.queries) > 8 else ""
         return f"**{len(self.queries)} point(s)** on frame(s) {frames}: {shown}{more}"
+
+
+def draw_two_way_trails(canvas: np.ndarray, tracked: dict[str, np.ndarray], t: int, colours: np.ndarray) -> None:
+    """Each track that exists on frame t: its visible points on the ``TRAIL`` frames before and after t as small
+    discs fading with the distance in time, then its point on t (a disc when visible, a ring when occluded)."""
+    tracks, visibility, first = tracked["tracks"], tracked["visibility"], tracked["first_frame"]
+    frames = range(max(t - TRAIL, 0), min(t + TRAIL, len(tracks) - 1) + 1)
+    for n in np.flatnonzero(first <= t):
+        for other in frames:
+            if other != t and other >= first[n] and visibility[other, n]:
+                fade = 1.0 - abs(other - t) / (TRAIL + 1)
+                draw_disc(canvas, *tracks[other, n], 1, (colours[n] * fade).astype(np.uint8))
+        draw = draw_disc if visibility[t, n] else draw_ring
+        draw(canvas, *tracks[t, n], 3, colours[n])
 
 
 def load_clip(path: str | Path, max_frames: int) -> Clip:

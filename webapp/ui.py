@@ -24,6 +24,7 @@ from video.files import VideoReadError
 from model.verifier.ensemble_tracker import EnsembleTracker
 from webapp.clip import Clip, load_clip
 from webapp.live import AutocastFactory, LiveSession, session_predictor
+from video.clip_tracking import frames_to_track
 from webapp.run import track_clip, track_clip_with_ensemble
 
 SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "media" / "sample.mp4"
@@ -125,26 +126,32 @@ class App:
             clip.clear()
         return clip, clip.frame_with_points(int(t)), clip.describe_points(), ""
 
-    @reporting_errors(status_index=2, outputs=3)
-    def track(self, clip: Clip | None, progress: gr.Progress = gr.Progress()):
-        """-> overlay video, download files, status."""
+    @reporting_errors(status_index=2, outputs=5)
+    def track(self, clip: Clip | None, backward: bool = True, t: float = 0, progress: gr.Progress = gr.Progress()):
+        """-> overlay video, download files, status, clip, frame image (the shown frame with the tracks' trails)."""
         clip = _need_clip(clip)
         if not clip.queries:
             raise InputError("no points to track: click points on a frame or add a grid first")
-        total = len(clip.frames)
+        total = frames_to_track(len(clip.frames), clip.query_array(), backward)
         if self.ensemble is not None:
             progress(0, desc=f"tracking with {len(self.ensemble.trackers)} trackers and the verifier")
             run = track_clip_with_ensemble(clip, self.ensemble, self.work_dir / uuid.uuid4().hex,
                                            self.make_autocast())
+            clip.tracked = run.result
             status = (f"Tracked {run.points} point(s) through {run.frames} frames with the verifier ensemble of "
                       f"{', '.join(self.ensemble.trackers)}.")
-            return str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status
+            return (str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status, clip,
+                    clip.frame_with_points(int(t)))
         progress(0, desc="tracking", total=total, unit="frames")
         run = track_clip(clip, session_predictor(self.predictor), self.work_dir / uuid.uuid4().hex,
                          self.make_autocast(),
-                         on_frame=lambda done: progress(done / total, desc=f"tracking frame {done}/{total}"))
-        status = f"Tracked {run.points} point(s) through {run.frames} frames."
-        return str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status
+                         on_frame=lambda done: progress(done / total, desc=f"tracking frame {done}/{total}"),
+                         backward=backward)
+        clip.tracked = run.result
+        both = " (forward and backward from each point's frame)" if backward else ""
+        status = f"Tracked {run.points} point(s) through {run.frames} frames{both}."
+        return (str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status, clip,
+                clip.frame_with_points(int(t)))
 
     # ------------------------------------------------------------------------------------------------- live tab
     @reporting_errors(status_index=1, outputs=3)
@@ -208,6 +215,8 @@ def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.
                     points_text = gr.Markdown("No video yet.", elem_id="points_text")
                 with gr.Column():
                     track = gr.Button("Track", variant="primary", elem_id="track_button")
+                    backward = gr.Checkbox(True, label="Also track backward (to frame 0 from each point's frame)",
+                                           elem_id="backward_checkbox")
                     status = gr.Markdown("", elem_id="status")
                     overlay = gr.Video(label="Overlay (colour = first position; ring = occluded)", interactive=False,
                                        height=VIEW_HEIGHT, elem_id="overlay_video")
@@ -223,7 +232,8 @@ def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.
             undo.click(lambda c, t: app.edit_points(c, t, "undo"), [clip_state, frame_slider], edited)
             clear.click(lambda c, t: app.edit_points(c, t, "clear"), [clip_state, frame_slider], edited)
             grid.click(app.add_grid, [clip_state, frame_slider, grid_size], edited)
-            track.click(app.track, clip_state, [overlay, downloads, status], concurrency_limit=2)
+            track.click(app.track, [clip_state, backward, frame_slider],
+                        [overlay, downloads, status, clip_state, frame_view], concurrency_limit=2)
 
         with gr.Tab("Live", elem_id="live_tab"):
             live_state = gr.State(None)

@@ -10,9 +10,10 @@ TAP-Vid format is 256x256). Each ``--batch`` size B is measured in turn, trackin
 video is repeated B times); frames/s counts the frames of all B streams. The first ``--warmup`` clips are not
 counted. Model-only time is the predictor call (CUDA events on GPU); end-to-end time also includes moving the
 clip to the device, building the queries and bringing the outputs back to the host. ``--stages`` adds the mean
-milliseconds per step of each stage (hooks around the model's sub-calls; on CUDA each boundary synchronises, so
-leave it off for frames/s). ``--full_memory`` starts every stream with a full memory (steady state) instead of
-an empty one. ``--amp`` runs the model under bfloat16 autocast. Peak memory is torch.cuda.max_memory_allocated on
+milliseconds per step of each stage (the profiler ranges the model marks, ``model.stages``; the profiler costs a
+little, so leave it off for frames/s). ``--full_memory`` starts every stream with a full memory (steady state) instead of
+an empty one. ``--amp`` runs the model under bfloat16 autocast. ``--two_way`` also times tracking in both directions
+against forward only on a random clip whose queries all start on its middle frame (``evaluation.speed.two_way_cost``). Peak memory is torch.cuda.max_memory_allocated on
 CUDA and the process's peak resident set on CPU.
 """
 
@@ -34,6 +35,8 @@ from evaluation.datasets import EvalDataset, build_dataset
 from evaluation.device import parse_device
 from evaluation.speed.stage_timing import StageTimer
 from evaluation.speed.steady_state import fill_memory_at_start
+from evaluation.speed.two_way_cost import measure_two_way_cost, middle_frame_queries
+from evaluation.speed.two_way_cost import report_lines as two_way_lines
 from model.registry import is_variant_name
 from runtime.memory_size import inference_memory_size
 from runtime.predictor import Predictor, get_points_on_a_grid
@@ -187,6 +190,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=256, help="random clip height")
     parser.add_argument("--width", type=int, default=256, help="random clip width")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--two_way", action="store_true",
+                        help="also report the cost of tracking in both directions (queries on the middle frame)")
     parser.add_argument("--output_json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
     for flag in ("config_path", "model_checkpoint_path", "davis_path"):
@@ -234,7 +239,8 @@ def build_predictor(args: argparse.Namespace, device: torch.device) -> Predictor
         else:
             model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.config_path)
         model_args.M_i = args.memory_size
-        predictor = Predictor(model_args, checkpoint_path=checkpoint, support_grid_size=args.support_grid)
+        predictor = Predictor(model_args, checkpoint_path=checkpoint, support_grid_size=args.support_grid,
+                              pin_query_points=False)
     except (ConfigError, RuntimeError) as exc:  # checkpoint and backbone loading errors are RuntimeErrors
         raise ValueError(f"cannot build the predictor: {exc}") from exc
     return predictor.to(device).eval()
@@ -271,8 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print("\n".join(report_lines(result)), flush=True)
         results.append(asdict(result))
+    payload: dict[str, object] = {"results": results}
+    if args.two_way:
+        clip = next(random_clips(1, args.num_frames, args.height, args.width, SEED)).to(device)
+        queries = middle_frame_queries(args.N_sqrt, args.num_frames, args.height, args.width).to(device)
+        cost = measure_two_way_cost(predictor, clip, queries)
+        print("\n".join(two_way_lines(cost)), flush=True)
+        payload["two_way"] = cost.to_dict()
     if args.output_json:
-        Path(args.output_json).write_text(json.dumps({"results": results}, indent=2) + "\n")
+        Path(args.output_json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
 
