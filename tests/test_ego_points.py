@@ -157,15 +157,17 @@ def test_synthetic_writer_round_trip(tmp_path) -> None:
 @pytest.mark.slow
 def test_per_epoch_validation_on_ego_points(tmp_path) -> None:
     from tests.tiny_model import tiny_config
+    from training.config import RunConfig
     from training.validation import TrainingEvaluator, load_eval_dataset
     from model.yaml_schema import config_from_mapping
 
     write_ego_points(tmp_path, 2, seed=1, **CLIP)
     args = config_from_mapping({**vars(tiny_config()), "eval_dataset": "ego_points", "tapvid_root": str(tmp_path)})
-    dataset = load_eval_dataset(args)
+    run = RunConfig.from_namespace(args)
+    dataset = load_eval_dataset(run.data)
     torch.manual_seed(0)
-    model = TrainingEvaluator(args, dataset, torch.device("cpu")).predictor.model
-    scores = TrainingEvaluator(args, dataset, torch.device("cpu"))(model, show_progress=False)
+    model = TrainingEvaluator(run, dataset, torch.device("cpu")).predictor.model
+    scores = TrainingEvaluator(run, dataset, torch.device("cpu"))(model, show_progress=False)
     assert math.isnan(scores["aj"])  # EgoPoints has no AJ: never a best-AJ checkpoint
     assert scores["delta_avg"] == scores["old_d_all_avg"] and scores["oa"] == scores["vis_acc"]
     assert 0 <= scores["oa"] <= 100

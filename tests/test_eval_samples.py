@@ -48,6 +48,7 @@ def test_every_reader_gives_the_documented_sample(name, tmp_path) -> None:
 def test_per_benchmark_rules() -> None:
     assert inference_memory_size(72, benchmark="davis") == 24
     assert all(inference_memory_size(72, benchmark=name) == 72 for name in BENCHMARKS if name != "davis")
-    assert [name for name, rules in BENCHMARKS.items() if rules.allow_outside_queries] == ["dynamic_replica"]
+    assert [name for name, rules in BENCHMARKS.items() if rules.allow_outside_queries] == ["dynamic_replica",
+                                                                                              "ego_points"]
     assert {rules.query_mode for name, rules in BENCHMARKS.items() if name not in ("point_odyssey",
-                                                                                     "dynamic_replica")} == {"first"}
+                                                                                     "dynamic_replica", "ego_points")} == {"first"}

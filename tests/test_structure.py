@@ -108,7 +108,7 @@ def test_golden_predictor_with_the_fast_switch_on_and_off(golden, golden_checkpo
     config = {**golden["config"], "backbone_config": golden["backbone_config"], "M_i": settings["M_i"],
               "delta_v": settings["delta_v"]}
     predictor = Predictor(config, checkpoint_path=golden_checkpoint, support_grid_size=settings["support_grid_size"],
-                          fast=fast)
+                          fast=fast, pin_query_points=False)
     assert is_fast(predictor.model) == fast
     trajectory, visibility = predictor(golden["video"].clone(), golden["queries"].clone())
     _assert_close(trajectory, settings["trajectory"], GOLDEN, "trajectory")

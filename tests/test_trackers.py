@@ -26,9 +26,9 @@ def _oracle_cases() -> list[dict[str, torch.Tensor]]:
 
 def test_builtin_entries() -> None:
     assert tracker_names(ensembles=False) == ["trackon2", "trackon2-dinov2", "trackon2-dinov3", "track-on-r"]
-    assert tracker_names(ensembles=True) == ["oracle", "random"]
+    assert tracker_names(ensembles=True) == ["oracle", "random", "verifier"]
     assert get_entry("track-on-r").options == ("checkpoint", "config", "device", "memory_size", "support_grid_size",
-                                               "allow_outside_queries")
+                                               "allow_outside_queries", "benchmark")
     assert get_entry("random").options == ("seed",)
 
 

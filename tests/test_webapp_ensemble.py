@@ -42,7 +42,7 @@ def _clip() -> Clip:
 
 def test_video_tab_tracks_with_the_ensemble(tmp_path, ensemble):
     app = App(ensemble.trackers["tiny0"], contextlib.nullcontext, max_frames=10, work_dir=tmp_path, ensemble=ensemble)
-    overlay, downloads, status = app.track(_clip())
+    overlay, downloads, status, _, _ = app.track(_clip())
     assert "verifier ensemble of tiny0, tiny1" in status
     saved = np.load(downloads[0])
     assert saved["tracks"].shape == (5, 2, 2) and saved["candidate_tracks"].shape == (2, 5, 2, 2)

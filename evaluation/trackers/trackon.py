@@ -72,6 +72,7 @@ def build_trackon(variant: str | None = None, checkpoint: str | None = None, con
     path = resolve_checkpoint(checkpoint or variant, model_args.vit_backbone)
     try:
         predictor = Predictor(model_args, checkpoint_path=path, support_grid_size=support_grid_size,
+                              pin_query_points=False,
                               allow_outside_queries=allow_outside_queries)
     except (RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointError(f"cannot build {variant or CONFIG_AND_CHECKPOINT} with checkpoint {path}: {exc}") from exc
