@@ -1,7 +1,8 @@
 """The evaluation benchmarks as data: for each name, its reader and the rules the reference evaluates it with.
 
 Every reader gives ``EvalSample``s (``reader.sample(i)``, ``reader.name(i)``, ``len(reader)``), so the evaluator
-is one loop for all of them; what differs between benchmarks is in ``BENCHMARKS``: the reader, the inference
+is one loop for all of them; each is built with ``check_items=False``, so that a malformed video fails when it is
+read (and is skipped) instead of stopping the whole set; what differs between benchmarks is in ``BENCHMARKS``: the reader, the inference
 memory size M_i (24 on DAVIS, the config's elsewhere), whether query points may lie outside the frame (Dynamic
 Replica), the TAP-Vid query mode, the metrics and the per-video line.
 """
@@ -86,7 +87,7 @@ def _tapvid(name: str) -> Callable[[str], EvalDataset]:
     def build(path: str) -> EvalDataset:
         from dataset.tapvid import TAPVid
 
-        return TAPVid(None, data_root=path, dataset_type=name, query_mode=TAPVID_QUERY_MODE)
+        return TAPVid(None, data_root=path, dataset_type=name, query_mode=TAPVID_QUERY_MODE, check_items=False)
 
     return build
 
@@ -94,13 +95,13 @@ def _tapvid(name: str) -> Callable[[str], EvalDataset]:
 def _point_odyssey(path: str) -> EvalDataset:
     from dataset.point_odyssey import PointOdysseyDataset
 
-    return PointOdysseyDataset(path, "test", 256)
+    return PointOdysseyDataset(path, "test", 256, check_items=False)
 
 
 def _dynamic_replica(path: str) -> EvalDataset:
     from dataset.dynamic_replica import DynamicReplicaDataset
 
-    return DynamicReplicaDataset(path, sample_len=300, only_first_n_samples=1)
+    return DynamicReplicaDataset(path, sample_len=300, only_first_n_samples=1, check_items=False)
 
 
 _TAPVID_LINE = (("AJ", "aj"), ("delta_avg", "delta_avg"), ("OA", "oa"))
