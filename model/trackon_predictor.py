@@ -322,7 +322,7 @@ class Predictor(nn.Module):
         if isinstance(frame, np.ndarray):
             if frame.ndim != 3 or frame.shape[2] != 3:
                 raise InputError(f"a numpy frame must be an (H, W, 3) RGB image, got shape {frame.shape}")
-            frame = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+            frame = torch.from_numpy(np.require(frame, requirements=("C", "W"))).permute(2, 0, 1)  # copies if needed
         if not isinstance(frame, torch.Tensor):
             raise InputError(f"frame must be a torch.Tensor or a numpy (H, W, 3) image, got {type(frame).__name__}")
         if frame.dim() == 3:

@@ -49,10 +49,19 @@ def track_clip(clip: Clip, predictor: Predictor, out_dir: Path, autocast: contex
     run = TrackingRun(overlay=out_dir / "overlay.mp4", npz=out_dir / "tracks.npz", json=out_dir / "tracks.json",
                       csv=out_dir / "tracks.csv", frames=len(recording.tracks), points=len(queries))
     write_video(run.overlay, recording.overlay, fps=clip.fps)
-    np.savez_compressed(run.npz, **result)
-    run.json.write_text(json.dumps({key: value.tolist() for key, value in result.items()}))
-    write_tracks_csv(run.csv, result)
+    write_track_files(out_dir, result)
     return run
+
+
+def write_track_files(out_dir: Path, result: dict[str, np.ndarray]) -> list[Path]:
+    """tracks.npz, tracks.json and tracks.csv of ``result`` (queries, tracks, visibility, confidence) in
+    ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "tracks.npz", out_dir / "tracks.json", out_dir / "tracks.csv"]
+    np.savez_compressed(paths[0], **result)
+    paths[1].write_text(json.dumps({key: value.tolist() for key, value in result.items()}))
+    write_tracks_csv(paths[2], result)
+    return paths
 
 
 def write_tracks_csv(path: Path, result: dict[str, np.ndarray]) -> None:
