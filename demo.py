@@ -46,6 +46,7 @@ from utils.ensemble_options import add_ensemble_arguments, build_ensemble_tracke
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, autocast_for, build_predictor
 from video.files import VideoReadError, iter_video_frames, video_fps, write_video
 from video.drawing import draw_frame, point_colours
+from video.files import VideoReadError, iter_video_frames, video_fps, video_frame_count, write_video
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -167,8 +168,12 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
         yield first
         yield from frames
 
+    total = video_frame_count(args.video)
+    if args.max_frames is not None:
+        total = args.max_frames if total is None else min(total, args.max_frames)
+    bar = tqdm(all_frames(), desc="tracking", unit="frame", total=total)
     try:
-        for t, frame in enumerate(tqdm(all_frames(), desc="tracking", unit="frame")):
+        for t, frame in enumerate(bar):
             if args.max_frames is not None and t >= args.max_frames:
                 break
             starting = order[queries[order, 0] == t]
@@ -188,6 +193,11 @@ def track(args: argparse.Namespace, predictor: Predictor, output_dir: Path) -> d
                                           colours))
     except VideoReadError as err:
         print(f"warning: {err}; saving the {len(tracks)} frame(s) tracked so far", file=sys.stderr)
+    finally:
+        if bar.total != bar.n:  # the container's count was an estimate, or the video ended early
+            bar.total = bar.n
+            bar.refresh()
+        bar.close()
     if not tracks:
         raise InputError(f"{args.video}: no frame could be tracked (check --max_frames)")
     result = {"queries": queries, "tracks": np.stack(tracks), "visibility": np.stack(visibility)}

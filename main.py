@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import pickle
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from model.yaml_schema import SCHEMA, ConfigError, config_from_mapping, load_config
+from model.yaml_schema_help import CONFIG_HELP
 
 EXIT_SETUP_ERROR = 2
 
@@ -72,7 +74,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
         settings = _override_kind(key)
         if settings:
             settings.setdefault("metavar", key.upper())
-            overrides.add_argument(f"--{key}", dest=f"cfg_{key}", default=argparse.SUPPRESS, **settings)
+            choices = f"; one of {', '.join(SCHEMA[key].choices)}" if SCHEMA[key].choices else ""
+            overrides.add_argument(f"--{key}", dest=f"cfg_{key}", default=argparse.SUPPRESS,
+                                   help=f"{CONFIG_HELP[key]}{choices}", **settings)
     args = parser.parse_args(argv)
     values = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_")}
     return args, values
@@ -132,12 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dataset.errors import DatasetFormatError
     from model.checkpoint import CheckpointError
     from training.interrupts import TrainingInterrupted
+    from training.launcher_hint import repeat_after_launcher
     from training.trainer import run
 
     try:
         run(config, max_epochs_per_run=cli.max_epochs_per_run, device=cli.device)
     except TrainingInterrupted as stop:
         print(stop, file=sys.stderr, flush=True)
+        if int(os.environ.get("RANK", "0")) == 0:
+            repeat_after_launcher(str(stop))
         return stop.exit_code
     except (DatasetFormatError, CheckpointError, ConfigError, pickle.UnpicklingError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

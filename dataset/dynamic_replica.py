@@ -118,18 +118,22 @@ class DynamicReplicaDataset(Dataset):
         crop_size: tuple[int, int] | None = None,
         sample_len: int = -1,
         only_first_n_samples: int = -1,
+        check_items: bool = True,
     ) -> None:
+        """``check_items`` False defers each sequence's annotation checks to when it is read, so that one broken
+        sequence can be skipped by the evaluation instead of stopping the whole set."""
         super().__init__()
         if traj_per_sample < 1:
             raise ValueError(f"traj_per_sample must be at least 1, got {traj_per_sample}")
         self.split_dir = require_dir(Path(root) / split, "Dynamic Replica split")
         self.traj_per_sample = traj_per_sample
         self.crop_size = crop_size
-        path = self.split_dir / f"frame_annotations_{split}.jgz"
+        self.annotation_path = path = self.split_dir / f"frame_annotations_{split}.jgz"
         by_sequence: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for frame in read_frame_annotations(path):
             if frame.get("camera_name") == "left":  # a missing camera_name is not the left camera
-                check_left_frame(frame, path)
+                if check_items:
+                    check_left_frame(frame, path)
                 by_sequence[frame["sequence_name"]].append(frame)
         self.sample_list: list[list[dict[str, Any]]] = []
         for frames in by_sequence.values():
@@ -158,6 +162,8 @@ class DynamicReplicaDataset(Dataset):
     def _read_sample(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stacked (video (T, H, W, 3), trajs (T, N, 2), visibility (T, N)) of sample ``index``."""
         sample = self.sample_list[index]
+        for frame in sample:
+            check_left_frame(frame, self.annotation_path)
         height, width = sample[0]["image"]["size"]
         frames = [read_trajectory_frame(self.split_dir / f["trajectories"]["path"]) for f in sample]
         source = self.split_dir / sample[0]["sequence_name"]

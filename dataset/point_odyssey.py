@@ -59,15 +59,27 @@ def resolve_split_dir(dataset_location: str | Path, dset: str) -> Path:
     return location
 
 
-def list_sequences(split_dir: Path) -> list[Path]:
-    """Sequence folders of ``split_dir`` (not hidden), in the order of the reference's sorted ``glob("*/")``."""
+def check_sequence(folder: Path) -> None:
+    if not (folder / "anno.npz").is_file() or not (folder / "rgbs").is_dir():
+        raise DatasetFormatError(folder, "is not a PointOdyssey sequence (needs anno.npz and rgbs/)")
+
+
+def list_sequences(split_dir: Path, check_items: bool = True) -> list[Path]:
+    """Sequence folders of ``split_dir`` (not hidden), in the order of the reference's sorted ``glob("*/")``.
+
+    Each must hold a sequence; with ``check_items`` False only one of them must (the others fail when read)."""
     folders = sorted((p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
                      key=lambda p: p.name + "/")
     if not folders:
         raise DatasetFormatError(split_dir, "contains no sequence folders (pass the split folder or its parent)")
-    for folder in folders:
-        if not (folder / "anno.npz").is_file() or not (folder / "rgbs").is_dir():
-            raise DatasetFormatError(folder, "is not a PointOdyssey sequence (needs anno.npz and rgbs/)")
+    for position, folder in enumerate(folders):
+        try:
+            check_sequence(folder)
+            if not check_items:
+                break
+        except DatasetFormatError:
+            if check_items or position == len(folders) - 1:
+                raise
     return folders
 
 
@@ -153,19 +165,28 @@ def load_resized_video(rgb_paths: Sequence[str | Path], size: tuple[int, int]) -
 class PointOdysseyDataset(Dataset):
     """Full PointOdyssey sequences of one split with their filtered tracks."""
 
-    def __init__(self, dataset_location: str | Path, dset: str = "test", N: int = 32) -> None:
+    def __init__(self, dataset_location: str | Path, dset: str = "test", N: int = 32, check_items: bool = True) -> None:
+        """``check_items`` False defers each sequence's checks to when it is read, so that one broken sequence
+        can be skipped by the evaluation instead of stopping the whole set."""
         super().__init__()
         if N < 1:
             raise ValueError(f"N must be at least 1, got {N}")
         self.N = N
-        self.sequences = list_sequences(resolve_split_dir(dataset_location, dset))
-        self.rgb_paths = [frame_paths(seq) for seq in self.sequences]
+        self.sequences = list_sequences(resolve_split_dir(dataset_location, dset), check_items)
+        self._rgb_paths = {i: frame_paths(seq) for i, seq in enumerate(self.sequences)} if check_items else {}
 
     def __len__(self) -> int:
         return len(self.sequences)
 
+    def rgb_paths(self, index: int) -> list[Path]:
+        """The frame files of sequence ``index`` (checked on first use)."""
+        if index not in self._rgb_paths:
+            check_sequence(self.sequences[index])
+            self._rgb_paths[index] = frame_paths(self.sequences[index])
+        return self._rgb_paths[index]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        seq, rgb_paths = self.sequences[index], self.rgb_paths[index]
+        seq, rgb_paths = self.sequences[index], self.rgb_paths(index)
         trajs, visibs, valids = filter_tracks(*read_annotations(seq / "anno.npz", len(rgb_paths)))
         if trajs.shape[1] == 0:
             raise DatasetFormatError(seq / "anno.npz", "no track survives the filtering")

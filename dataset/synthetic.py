@@ -53,6 +53,8 @@ WRITERS: dict[str, Callable[..., object]] = {
     "ego_points": write_ego_points,
 }
 _SINGLE_FILE = ("davis", "rgb_stacking")
+# The split each split-folder format is written under by default: the one the evaluation reads.
+DEFAULT_SPLITS = {"dynamic_replica": "valid", "point_odyssey": "test"}
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -66,9 +68,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--num_points", type=int, default=64)
+    parser.add_argument("--split", default=None,
+                        help="split folder of dynamic_replica / point_odyssey (default: the one the evaluation reads: "
+                             + ", ".join(f"{name} {split}" for name, split in DEFAULT_SPLITS.items()) + ")")
     args = parser.parse_args(argv)
     if args.num_videos < 1:
         parser.error("--num_videos must be at least 1")
+    if args.split is not None and args.format not in DEFAULT_SPLITS:
+        parser.error(f"--split applies to {' and '.join(DEFAULT_SPLITS)} only")
+    split = {"split": args.split or DEFAULT_SPLITS[args.format]} if args.format in DEFAULT_SPLITS else {}
     target = args.out / f"{args.format}.pkl" if args.format in _SINGLE_FILE else args.out
     args.out.mkdir(parents=True, exist_ok=True)
     WRITERS[args.format](
@@ -79,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         height=args.height,
         width=args.width,
         num_points=args.num_points,
+        **split,
     )
     print(f"wrote {args.num_videos} {args.format} video(s) to {target}")
     return target

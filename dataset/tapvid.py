@@ -66,8 +66,10 @@ def _shards(root: Path, pattern: str) -> list[Path]:
     return paths
 
 
-def load_tapvid_items(data_root: str | Path, dataset_type: str) -> list[tuple[str, dict[str, Any]]]:
-    """(source label, item) pairs of a TAP-Vid dataset, checked for structure."""
+def load_tapvid_items(data_root: str | Path, dataset_type: str,
+                      check_items: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """(source label, item) pairs of a TAP-Vid dataset; each item checked for structure unless ``check_items`` is
+    False (then ``TAPVid`` checks it when it is read)."""
     root = Path(data_root)
     items: list[tuple[str, Any]] = []
     if dataset_type in ("davis", "rgb_stacking") and root.is_dir():
@@ -97,8 +99,9 @@ def load_tapvid_items(data_root: str | Path, dataset_type: str) -> list[tuple[st
             items += [(f"{path}[{name!r}]", item) for name, item in data.items()]
     else:
         raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got {dataset_type!r}")
-    for source, item in items:
-        _check_item(item, source)
+    if check_items:
+        for source, item in items:
+            _check_item(item, source)
     return items
 
 
@@ -127,7 +130,10 @@ class TAPVid(Dataset):
         dataset_type: str | None = None,
         query_mode: str = "first",
         resize_to_256: bool = True,
+        check_items: bool = True,
     ) -> None:
+        """``check_items`` False defers each video's structure checks (keys, array shapes, frame count) to when it
+        is read, so that one malformed video can be skipped by the evaluation instead of stopping the whole set."""
         super().__init__()
         data_root = data_root if data_root is not None else getattr(args, "tapvid_root", None)
         self.dataset_type = dataset_type if dataset_type is not None else getattr(args, "eval_dataset", None)
@@ -139,13 +145,14 @@ class TAPVid(Dataset):
             raise ValueError(f"query_mode must be one of {QUERY_MODES}, got {query_mode!r}")
         self.query_mode = query_mode
         self.resize_to_256 = resize_to_256
-        self.items = load_tapvid_items(data_root, self.dataset_type)
+        self.items = load_tapvid_items(data_root, self.dataset_type, check_items)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         source, item = self.items[index]
+        _check_item(item, source)
         frames = decode_video(item["video"], source)
         points = np.array(item["points"], dtype=np.float32)
         _check_visible_points_finite(points, np.asarray(item["occluded"], dtype=bool), source)

@@ -1,10 +1,11 @@
 """The evaluation benchmarks as data: for each name, its reader and the rules the reference evaluates it with.
 
 Every reader gives ``EvalSample``s (``reader.sample(i)``, ``reader.name(i)``, ``len(reader)``), so the evaluator
-is one loop for all of them; what differs between benchmarks is in ``BENCHMARKS``: the reader, whether query points
-may lie outside the frame (Dynamic Replica; EgoPoints, whose queries are every track's frame-0 position), the
-TAP-Vid query mode ('first'; 'strided' on request), the metrics and the per-video line. The inference memory size
-of each benchmark is decided by ``runtime.memory_size``.
+is one loop for all of them; each is built with ``check_items=False``, so that a malformed video fails when it is
+read (and is skipped) instead of stopping the whole set. What differs between benchmarks is in ``BENCHMARKS``: the
+reader, whether query points may lie outside the frame (Dynamic Replica; EgoPoints, whose queries are every track's
+frame-0 position), the TAP-Vid query mode ('first'; 'strided' on request), the metrics and the per-video line. The
+inference memory size of each benchmark is decided by ``runtime.memory_size``.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _tapvid(name: str, query_mode: str = TAPVID_QUERY_MODE) -> Callable[[str], E
     def build(path: str) -> EvalDataset:
         from dataset.tapvid import TAPVid
 
-        return TAPVid(None, data_root=path, dataset_type=name, query_mode=query_mode)
+        return TAPVid(None, data_root=path, dataset_type=name, query_mode=query_mode, check_items=False)
 
     return build
 
@@ -105,7 +106,7 @@ def _tapvid(name: str, query_mode: str = TAPVID_QUERY_MODE) -> Callable[[str], E
 def _point_odyssey(path: str) -> EvalDataset:
     from dataset.point_odyssey import PointOdysseyDataset
 
-    return PointOdysseyDataset(path, "test", 256)
+    return PointOdysseyDataset(path, "test", 256, check_items=False)
 
 
 def _ego_points(path: str) -> EvalDataset:
@@ -117,7 +118,7 @@ def _ego_points(path: str) -> EvalDataset:
 def _dynamic_replica(path: str) -> EvalDataset:
     from dataset.dynamic_replica import DynamicReplicaDataset
 
-    return DynamicReplicaDataset(path, sample_len=300, only_first_n_samples=1)
+    return DynamicReplicaDataset(path, sample_len=300, only_first_n_samples=1, check_items=False)
 
 
 _TAPVID_LINE = (("AJ", "aj"), ("delta_avg", "delta_avg"), ("OA", "oa"))

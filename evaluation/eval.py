@@ -35,16 +35,17 @@ from evaluation.datasets import DATASETS, TAPVID_DATASETS, TAPVID_QUERY_MODE, be
 from evaluation.device import parse_device
 from evaluation.errors import EvaluationStopped, SetupError
 from evaluation.evaluator import evaluate
+from evaluation.interrupts import EvaluationInterrupted, interrupted_message, stop_on_signals
 from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
                                 partial_paths, remove_partials)
-from evaluation.report import accumulate, final_lines, skipped_lines, skipped_videos, write_json
+from evaluation.report import accumulate, skipped_lines, skipped_videos, summary, summary_lines, write_json
 from model.checkpoint import CheckpointError
 from model.registry import is_variant_name
 from runtime.memory_size import inference_memory_size
 from runtime.predictor import SUPPORT_GRID_SIZE
 from model.yaml_schema import ConfigError
 from utils.distributed import DistInfo, cleanup, fix_random_seeds, gather, init_distributed, shard
-from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
+from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, RANDOM_WEIGHTS, TINY_CONFIG, load_model_options
 
 SEED = 1234
 
@@ -81,7 +82,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
         "dynamic_replica: the folder holding valid/)",
     )
     parser.add_argument("--checkpoint", "--model_checkpoint_path", dest="model_checkpoint_path", default=None,
-                        help=f"{CHECKPOINT_HELP}; with --model_names, the checkpoint of its trackon2 entry")
+                        help=f"{CHECKPOINT_HELP}, or 'none' for random weights (needs a config with backbone_config, "
+                             f"such as {TINY_CONFIG}); with --model_names, the checkpoint of its trackon2 entry")
     parser.add_argument("--output_json", default=None, help="write every per-video and final number here")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--max_videos", type=int, default=None, help="evaluate only the first N videos")
@@ -109,10 +111,11 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
         parser.error("--cache_predictions needs --model_names (e.g. --model_names trackon2 --checkpoint FILE)")
     if args.model_config_path is not None and not Path(args.model_config_path).is_file():
         parser.error(f"--model_config_path: file not found: {args.model_config_path}")
-    if (args.model_checkpoint_path is not None and not is_variant_name(args.model_checkpoint_path)
-            and not Path(args.model_checkpoint_path).is_file()):
-        parser.error(f"--model_checkpoint_path: file not found: {args.model_checkpoint_path} (--checkpoint takes "
-                     f"{CHECKPOINT_HELP})")
+    checkpoint = args.model_checkpoint_path
+    if (checkpoint is not None and checkpoint != RANDOM_WEIGHTS and not is_variant_name(checkpoint)
+            and not Path(checkpoint).is_file()):
+        parser.error(f"--model_checkpoint_path: file not found: {checkpoint} (--checkpoint takes "
+                     f"{CHECKPOINT_HELP}, or 'none' for random weights)")
     if not Path(args.dataset_path).exists():
         parser.error(f"--dataset_path: not found: {args.dataset_path}")
     if args.output_json is not None:
@@ -139,7 +142,7 @@ def rank_device(device: torch.device, ctx: DistInfo) -> torch.device:
     return device
 
 
-def load_predictor(model_args: argparse.Namespace, checkpoint_path: str, device: torch.device,
+def load_predictor(model_args: argparse.Namespace, checkpoint_path: str | None, device: torch.device,
                    allow_outside_queries: bool = False, backward_tracking: bool = False) -> torch.nn.Module:
     """The reference's evaluation Predictor (20x20 support grid, the model's own points on query frames) on
     ``device``.
@@ -164,7 +167,8 @@ def prepare(
     """Config (with the DAVIS memory override), dataset and predictor; bad input raises SetupError."""
     try:
         model_args, checkpoint = load_model_options(args.model_checkpoint_path, args.model_config_path)
-        args.model_checkpoint_path = str(checkpoint)  # a variant name becomes its file in the hub cache
+        if checkpoint is not None:
+            args.model_checkpoint_path = str(checkpoint)  # a variant name becomes its file in the hub cache
         rules = benchmark(args.dataset_name, _query_mode(args))
         model_args.M_i = inference_memory_size(model_args.M_i, benchmark=args.dataset_name)
         dataset = rules.build(args.dataset_path)
@@ -172,8 +176,9 @@ def prepare(
         raise SetupError(str(exc)) from exc
     if len(dataset) == 0:
         raise SetupError(f"no video found in {args.dataset_path}")
-    return model_args, dataset, load_predictor(model_args, args.model_checkpoint_path, device,
-                                               rules.allow_outside_queries, rules.query_mode == "strided")
+    weights = None if args.model_checkpoint_path == RANDOM_WEIGHTS else args.model_checkpoint_path
+    return model_args, dataset, load_predictor(model_args, weights, device, rules.allow_outside_queries,
+                                               rules.query_mode == "strided")
 
 
 def _query_mode(args: EvalConfig) -> str | None:
@@ -197,15 +202,18 @@ def run_info(args: EvalConfig, model_args: argparse.Namespace, world_size: int) 
 
 def resume_settings(args: EvalConfig, model_args: argparse.Namespace) -> dict[str, object]:
     """What must be unchanged for a rerun to reuse earlier per-video results (paths, weights file, settings)."""
-    checkpoint = Path(args.model_checkpoint_path).resolve()
-    stat = checkpoint.stat()
+    if args.model_checkpoint_path == RANDOM_WEIGHTS:  # seeded random weights: the same on every run
+        checkpoint, size, mtime = RANDOM_WEIGHTS, None, None
+    else:
+        path = Path(args.model_checkpoint_path).resolve()
+        checkpoint, size, mtime = str(path), path.stat().st_size, path.stat().st_mtime_ns
     return {
         "dataset_name": args.dataset_name,
         "dataset_path": str(Path(args.dataset_path).resolve()),
         "model_config_path": str(Path(args.model_config_path).resolve()) if args.model_config_path else None,
-        "model_checkpoint_path": str(checkpoint),
-        "checkpoint_size": stat.st_size,
-        "checkpoint_mtime_ns": stat.st_mtime_ns,
+        "model_checkpoint_path": checkpoint,
+        "checkpoint_size": size,
+        "checkpoint_mtime_ns": mtime,
         "M_i": model_args.M_i,
         "delta_v": model_args.delta_v,
         "support_grid_size": SUPPORT_GRID_SIZE,
@@ -238,7 +246,7 @@ def evaluate_shard(args: EvalConfig, model_args: argparse.Namespace, dataset: Da
             [i for i in mine if i not in finished],
             device,
             num_workers=args.num_workers,
-            show_progress=not args.no_progress,
+            show_progress=not args.no_progress and ctx.is_main,  # one bar (rank 0's share), not one per rank
             strict=args.strict,
             on_result=writer,
             query_mode=_query_mode(args),
@@ -258,12 +266,14 @@ def report(args: EvalConfig, model_args: argparse.Namespace, results: list, num_
         saved = f"saved in {', '.join(map(str, partial_paths(args.output_json)))}" if args.output_json else \
             "not saved (give --output_json to keep them)"
         raise EvaluationStopped(
-            f"--strict: stopped at video {first.index} ({first.name}): {first.error}; the "
+            f"--strict: stopped at video {first.index + 1} ({first.name}): {first.error}; the "
             f"{len(results) - len(skipped)} video(s) evaluated so far are {saved}; fix the video and rerun to resume")
     accumulator = accumulate(results)
     lines = skipped_lines(skipped, num_videos)
     if len(accumulator):
-        lines = final_lines(args.dataset_name, accumulator.results(), _query_mode(args)) + lines
+        table = summary(args.dataset_name, accumulator.results(), len(accumulator), len(skipped))
+        mode = _query_mode(args)
+        lines = ([f"Protocol: queried {mode}"] if mode else []) + summary_lines(args.dataset_name, table) + lines
     print("\n" + "\n".join(lines), flush=True)
     if args.output_json:
         write_json(args.output_json, args.dataset_name, accumulator, run_info(args, model_args, world_size),
@@ -309,7 +319,11 @@ def run(args: EvalConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return run(args)
+        with stop_on_signals():
+            return run(args)
+    except EvaluationInterrupted as stop:
+        print(f"\n{interrupted_message(str(stop), args.output_json)}", file=sys.stderr, flush=True)
+        return stop.exit_code
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -80,8 +80,9 @@ def evaluate_sample(predictor: PredictorFn, sample: EvalSample, rules: Benchmark
 
 
 def format_video_line(rules: Benchmark, result: VideoResult, total: int) -> str:
-    """One per-video progress line in the reference's format (or the reason a video was skipped)."""
-    head = f"{rules.unit} {result.index}/{total} ({result.name})"
+    """One per-video progress line in the reference's format, counting videos from 1 (or the reason a video was
+    skipped)."""
+    head = f"{rules.unit} {result.index + 1}/{total} ({result.name})"
     if result.skipped:
         return f"{head}: skipped: {result.error}"
     body = rules.line_separator.join(f"{label}: {result.metrics[key]:{rules.line_format}}"
@@ -126,8 +127,9 @@ def evaluate(
     loader = DataLoader(_GuardedSamples(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers,
                         collate_fn=_as_is)
     results = []
-    bar = tqdm(loader, desc=dataset_name, disable=not show_progress, dynamic_ncols=True)
-    for index, sample in zip(indices, bar):
+    bar = tqdm(loader, desc=dataset_name, unit="video", disable=not show_progress, dynamic_ncols=True)
+    for position, sample in enumerate(bar):  # iterating the bar itself lets it reach n/n
+        index = indices[position]
         result = evaluate_one(predictor, sample, rules, device, index, dataset.name(index))
         if print_each or result.skipped:
             tqdm.write(format_video_line(rules, result, len(dataset)))

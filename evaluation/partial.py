@@ -55,6 +55,12 @@ def load_finished(output: str | Path, settings: Mapping[str, Any]) -> dict[int, 
     return finished
 
 
+def count_finished(output: str | Path) -> int:
+    """How many evaluated videos the partial files of ``output`` hold (whatever their settings)."""
+    return sum(1 for path in partial_paths(output) for record in _read_lines(path)[1:]
+               if record.get("error") is None and isinstance(record.get("metrics"), dict))
+
+
 def _float(value: Any) -> float:
     return float("nan") if value is None else float(value)
 

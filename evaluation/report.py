@@ -12,13 +12,14 @@ from evaluation.datasets import TAPVID_DATASETS
 from evaluation.evaluator import VideoResult
 from evaluation.metrics import THRESHOLDS, MetricAccumulator
 
-# The reference prints TAP-Vid finals in this order, under these labels.
+# The final table's TAP-Vid rows: key in the results, label.
 TAPVID_FINAL_LABELS: dict[str, str] = {
-    "delta_avg": "delta_avg",
-    **{f"delta_{t}": f"delta_{t}" for t in THRESHOLDS},
     "aj": "AJ",
+    "delta_avg": "delta_avg",
     "oa": "OA",
+    **{f"delta_{t}": f"delta_{t}" for t in THRESHOLDS},
 }
+EVALUATED_LABEL, SKIPPED_LABEL = "videos evaluated", "videos skipped"
 
 
 def accumulate(results: Iterable[VideoResult]) -> MetricAccumulator:
@@ -37,21 +38,37 @@ def skipped_videos(results: Iterable[VideoResult]) -> list[VideoResult]:
 
 
 def skipped_lines(skipped: list[VideoResult], total: int) -> list[str]:
-    """A summary of the skipped videos: how many, then one line per video with its index, name and reason."""
+    """A summary of the skipped videos: how many, then one line per video with its number (from 1, as the
+    per-video lines), name and reason."""
     if not skipped:
         return []
     lines = [f"Skipped {len(skipped)} of {total} video(s) that could not be evaluated:"]
-    lines += [f"  video {r.index} ({r.name}): {r.error}" for r in skipped]
+    lines += [f"  video {r.index + 1} ({r.name}): {r.error}" for r in skipped]
     return lines
 
 
-def final_lines(dataset_name: str, final: dict[str, float], query_mode: str | None = None) -> list[str]:
-    """Human-readable final metrics (percent, except PointOdyssey's median_l2 distances); TAP-Vid finals are
-    headed by their protocol when ``query_mode`` is given."""
-    if dataset_name in TAPVID_DATASETS:
-        head = [f"Protocol: queried {query_mode}"] if query_mode else []
-        return head + [f"{label}: {final[key]:.2f}" for key, label in TAPVID_FINAL_LABELS.items()]
-    return [f"{key}: {value:.2f}" for key, value in final.items()]
+def summary(dataset_name: str, final: dict[str, float] | None, evaluated: int, skipped: int) -> dict[str, float]:
+    """The final table as label -> value: the metrics (percent, except PointOdyssey's median_l2 distances; on
+    TAP-Vid AJ, delta_avg, OA and each delta threshold), then how many videos were evaluated and skipped."""
+    final = final or {}
+    if dataset_name in TAPVID_DATASETS and final:
+        rows: dict[str, float] = {label: final[key] for key, label in TAPVID_FINAL_LABELS.items()}
+    else:
+        rows = dict(final)
+    return {**rows, EVALUATED_LABEL: evaluated, SKIPPED_LABEL: skipped}
+
+
+def final_lines(dataset_name: str, final: dict[str, float]) -> list[str]:
+    """``label: value`` rows, labels right-aligned so that the values form one column (metrics with 2 decimals)."""
+    rows = {TAPVID_FINAL_LABELS.get(key, key) if dataset_name in TAPVID_DATASETS else key: value
+            for key, value in final.items()}
+    width = max(map(len, rows), default=0)
+    return [f"{label:>{width}}: {value if isinstance(value, int) else f'{value:.2f}'}" for label, value in rows.items()]
+
+
+def summary_lines(dataset_name: str, table: dict[str, float]) -> list[str]:
+    """The final table as printed at the end of an evaluation."""
+    return [f"Final results ({dataset_name}):", *final_lines("", table)]
 
 
 def _json_safe(value: object) -> object:
@@ -67,10 +84,12 @@ def _json_safe(value: object) -> object:
 
 def write_json(path: str | Path, dataset_name: str, accumulator: MetricAccumulator, extra: dict[str, object],
                skipped: Iterable[VideoResult] = ()) -> None:
-    """Every per-video and final number of ``accumulator``, the skipped videos and why, plus run information in
-    ``extra``."""
+    """Every per-video and final number of ``accumulator``, the final table (``summary``, as printed), the skipped
+    videos and why (``index`` is the dataset index, from 0), plus run information in ``extra``."""
+    skipped = list(skipped)
     numbers = accumulator.to_dict() if len(accumulator) else {"num_videos": 0, "videos": [], "final": None}
     payload = {"dataset": dataset_name, **extra, **numbers,
+               "summary": summary(dataset_name, numbers["final"], len(accumulator), len(skipped)),
                "skipped": [{"index": r.index, "name": r.name, "reason": r.error} for r in skipped]}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from model.registry import get_variant, variant_names
 from model.errors import one_line
+from utils.hub import hub_offline, hub_unreachable_reason, unreachable_message
 
 # Released checkpoint file of every variant name and alias the tools accept (from the registry).
 HUB_FILES = {name: get_variant(name).checkpoint_file for name in variant_names()}
@@ -149,12 +150,18 @@ def download_released_checkpoint(name: str) -> Path:
     variant = get_variant(name)
     from huggingface_hub import hf_hub_download
 
+    unreachable = None if hub_offline() else hub_unreachable_reason()
     try:
-        return Path(hf_hub_download(variant.checkpoint_repo, variant.checkpoint_file))
+        return Path(hf_hub_download(variant.checkpoint_repo, variant.checkpoint_file,
+                                    local_files_only=unreachable is not None))
     except Exception as err:
+        if unreachable is not None:
+            raise CheckpointError(f"{variant.name}: " + unreachable_message(
+                f"{variant.checkpoint_repo}/{variant.checkpoint_file}", unreachable)) from None
         raise CheckpointError(
             f"{variant.name}: could not get {variant.checkpoint_file} from the hub repository "
             f"{variant.checkpoint_repo} or the local cache ({one_line(err)}). Fetch it once with network access "
             f"(`hf download {variant.checkpoint_repo} {variant.checkpoint_file}`; offline runs then find it with "
-            "HF_HUB_OFFLINE=1), or download it by hand and pass its path instead."
+            "HF_HUB_OFFLINE=1), download it by hand and pass its path instead, or run on random weights with "
+            "--checkpoint none --config config/tiny.yaml."
         ) from err

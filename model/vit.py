@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 
 from model.errors import one_line
+from runtime.fast.onednn import route_linears_through_onednn
+from utils.hub import hub_offline, hub_unreachable_reason, unreachable_message
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,12 @@ def build_vit(vit_backbone: str, backbone_config: Mapping[str, Any] | None = Non
         model = transformers.AutoModel.from_config(config)
     else:
         spec = vit_spec(vit_backbone)
+        unreachable = None if hub_offline() else hub_unreachable_reason()
         try:
-            model = transformers.AutoModel.from_pretrained(spec.hub_id)
+            model = transformers.AutoModel.from_pretrained(spec.hub_id, local_files_only=unreachable is not None)
         except Exception as err:
+            if unreachable is not None:
+                raise BackboneUnavailableError(unreachable_message(f"the ViT {spec.hub_id}", unreachable)) from None
             gated = " DINOv3 is gated: accept its licence on the hub page and log in (`hf auth login`)." if (
                 spec.gated) else ""
             raise BackboneUnavailableError(

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from model.checkpoint import download_released_checkpoint, load_state_dict_strict, read_checkpoint
+from model.checkpoint import VIT_PREFIXES, download_released_checkpoint, load_state_dict_strict, read_checkpoint
 from model.config import ModelConfig
 from model.inputs import InputError, check_pixel_values, check_queries, check_video
 from model.registry import get_variant
@@ -115,10 +116,6 @@ class Predictor(nn.Module):
         self.memory_filler: MemoryFiller | None = None
         self.reset()
 
-    def save(self, path: str | Path) -> None:
-        """Write the model's weights to ``path``, a checkpoint ``Predictor(config, checkpoint_path=path)`` loads."""
-        torch.save(self.model.state_dict(), path)
-
     @classmethod
     def from_pretrained(
         cls,
@@ -152,6 +149,24 @@ class Predictor(nn.Module):
         except BackboneUnavailableError as err:
             raise BackboneUnavailableError(f"{entry.name}: {err}") from err
         return predictor.to(device=device, dtype=dtype)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model's weights are on (inputs on other devices are moved there)."""
+        return self._param.device
+
+    def save(self, path: str | Path) -> Path:
+        """Write the tracker's weights to ``path`` as ``{"state_dict": ...}``, which ``Predictor(config,
+        checkpoint_path=path)`` loads (the model's own state dict: the Predictor never changes it). The frozen ViT is
+        left out when it comes from the hub (as in the released files) and kept when the config builds it randomly
+        (``backbone_config``)."""
+        keep_vit = self.config.backbone_config is not None
+        state = {name: value.detach().cpu() for name, value in self.model.state_dict().items()
+                 if keep_vit or not name.startswith(VIT_PREFIXES)}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": state}, path)
+        return path
 
     # ------------------------------------------------------------------------------------------------ helpers
     @property
@@ -279,11 +294,12 @@ class Predictor(nn.Module):
 
     @torch.no_grad()
     def forward_frame(
-        self, frame: torch.Tensor, new_queries: torch.Tensor | None = None
+        self, frame: torch.Tensor | np.ndarray, new_queries: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Track one new frame of a stream.
 
-        frame: (3, H, W) or (1, 3, H, W) in 0..255; new_queries: (n, 2) or (1, n, 2) as (x, y) on this frame,
+        frame: (3, H, W) or (1, 3, H, W) in 0..255, or a numpy (H, W, 3) uint8 RGB image as imageio gives (OpenCV
+        gives BGR: pass ``frame[..., ::-1]``); new_queries: (n, 2) or (1, n, 2) as (x, y) on this frame,
         appended after the queries started earlier. Returns points (N, 2) in frame pixels and visibility (N,)
         for all user queries started so far, in the order they were given (``query_ids`` names them).
         """
@@ -291,7 +307,7 @@ class Predictor(nn.Module):
         return tracks.points, tracks.visible
 
     @torch.no_grad()
-    def track_frame(self, frame: torch.Tensor, new_queries: torch.Tensor | None = None) -> FrameTracks:
+    def track_frame(self, frame: torch.Tensor | np.ndarray, new_queries: torch.Tensor | None = None) -> FrameTracks:
         """``forward_frame`` that also returns the query ids and per-point confidence (see ``FrameTracks``)."""
         frame = self._check_frame(frame)
         if self._warned_range:  # warn about a 0..1 stream once, but check every frame for NaN / inf
@@ -345,9 +361,13 @@ class Predictor(nn.Module):
             self._pending = []
             raise
 
-    def _check_frame(self, frame: torch.Tensor) -> torch.Tensor:
+    def _check_frame(self, frame: torch.Tensor | np.ndarray) -> torch.Tensor:
+        if isinstance(frame, np.ndarray):
+            if frame.ndim != 3 or frame.shape[2] != 3:
+                raise InputError(f"a numpy frame must be an (H, W, 3) RGB image, got shape {frame.shape}")
+            frame = torch.from_numpy(np.require(frame, requirements=("C", "W"))).permute(2, 0, 1)  # copies if needed
         if not isinstance(frame, torch.Tensor):
-            raise InputError(f"frame must be a torch.Tensor, got {type(frame).__name__}")
+            raise InputError(f"frame must be a torch.Tensor or a numpy (H, W, 3) image, got {type(frame).__name__}")
         if frame.dim() == 3:
             frame = frame.unsqueeze(0)
         if frame.dim() != 4 or frame.shape[:2] != (1, 3):

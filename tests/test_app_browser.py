@@ -288,7 +288,7 @@ def test_live_tab_tracks_the_webcam_and_adds_clicked_points(app_url, tmp_path):
         _find(driver, "#live_camera div[title='grant webcam access'] button").click()
         _find(driver, "#live_camera button[aria-label='capture photo']").click()
         _wait(driver, lambda d: "frames/s" in _text(d, "live_status"), "no frame came back")
-        assert _loaded_image_size(driver, "#live_view img") == [320, 240]
+        assert _loaded_image_size(driver, "#live_view img") == [480, 360]  # enlarged to the webcam preview's size
         assert _saturated_pixels(driver) <= 10, "markers drawn before any point was added"
 
         for count, (x, y) in enumerate([(80, 120), (240, 60)], start=1):

@@ -90,7 +90,7 @@ def test_bad_videos_are_named_skipped_and_counted(setup, tmp_path, capsys):
         index = _sorted_names().index(name)
         entry = by_name[f"davis.pkl['{name}']"]
         assert entry["index"] == index and reason in entry["reason"], entry
-        assert f"video {index} (davis.pkl['{name}']): {entry['reason']}" in out
+        assert f"video {index + 1} (davis.pkl['{name}']): {entry['reason']}" in out
     assert np.isfinite(payload["final"]["aj"])
     assert not list(tmp_path.glob("*.partial*"))  # partial results are removed once the final JSON exists
 
@@ -101,7 +101,7 @@ def test_strict_stops_at_the_first_bad_video_and_a_rerun_resumes(setup, tmp_path
     assert main(_argv(setup, output, "davis.pkl", "--strict")) == 1
     err = capsys.readouterr().err
     first_bad = _sorted_names().index("bad_grayscale")
-    assert err.startswith("error: --strict: stopped at video 0") and "bad_grayscale" in err
+    assert err.startswith("error: --strict: stopped at video 1 ") and "bad_grayscale" in err
     assert "rerun to resume" in err and "Traceback" not in err
     assert first_bad == 0 and not output.exists()
     assert (tmp_path / "out.json.partial0.jsonl").exists()  # kept, so that a rerun after the fix resumes

@@ -188,7 +188,7 @@ def test_an_evaluation_video_without_visible_points_does_not_lose_the_epoch(data
                                 davis=tmp_path / "davis.pkl")) == 0
     captured = capsys.readouterr()
     out = captured.out + captured.err
-    assert "Video 1/2 (davis.pkl['b_empty']): skipped: no point is visible in any frame" in out
+    assert "Video 2/2 (davis.pkl['b_empty']): skipped: no point is visible in any frame" in out
     saved = _load(save_dir / "checkpoint.pt")
     assert saved["epoch"] == 1 and saved["best_aj"][0] == 0  # evaluated on the good video, saved
 

@@ -38,6 +38,7 @@ from training import checkpointing
 from training.data_stream import EpochSampler, LoadFailure, derived_seed, die_with_parent, make_epoch_loader
 from utils.distributed import (DistInfo, barrier, broadcast_object, cleanup, fix_random_seeds, init_distributed,
                                   silence_non_main)
+from training.grad_layout import match_grad_strides
 from training.interrupts import StopRequests, TrainingInterrupted
 from training.logging import TrainingLogger
 from training.queries import sample_queries
@@ -292,8 +293,10 @@ def _run(args: argparse.Namespace, info: DistInfo, max_epochs_per_run: int | Non
     if first_epoch >= settings.epoch_num:
         print(f"Nothing to train: {run_vars['source']} already finished epoch_num={settings.epoch_num} epoch(s) "
               f"(give a larger --epoch_num to train longer)", file=sys.stderr, flush=True)
+        return {"best": best, "iteration": run_vars["iteration"], "scores": {}}
 
     if info.distributed:
+        match_grad_strides(model)
         ddp_kwargs = {"device_ids": [info.device.index]} if info.device.type == "cuda" else {}
         model_for_training = DistributedDataParallel(model, find_unused_parameters=False, **ddp_kwargs)
     else:

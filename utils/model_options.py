@@ -15,6 +15,7 @@ from model.yaml_schema import config_from_mapping, load_config
 
 RANDOM_WEIGHTS = "none"
 DEFAULT_CONFIG = "config/test.yaml"
+TINY_CONFIG = "config/tiny.yaml"  # a small random-weight model: the whole pipeline offline, without downloads
 CHECKPOINT_HELP = (f"a checkpoint file, or the name of released weights from the Hugging Face hub "
                    f"({', '.join(variant_names())})")
 
@@ -56,15 +57,15 @@ def load_model_options(checkpoint: str | None, config_path: str | None) -> tuple
         config = config_from_mapping(get_variant(checkpoint).config.to_dict())
     else:
         config = load_config(DEFAULT_CONFIG)
+    if checkpoint == RANDOM_WEIGHTS and config.backbone_config is None:
+        raise CheckpointError("--checkpoint none builds random weights and needs a config with backbone_config "
+                              f"({config_path or DEFAULT_CONFIG} has none; {TINY_CONFIG} has one)")
     return config, resolve_checkpoint(checkpoint, config.vit_backbone)
 
 
 def build_predictor(args: argparse.Namespace) -> Predictor:
     """Load the config and weights named by the model options, on ``args.device``."""
     config, checkpoint = load_model_options(args.checkpoint, args.config)
-    if args.checkpoint == RANDOM_WEIGHTS and config.backbone_config is None:
-        raise CheckpointError("--checkpoint none builds random weights and needs a config with backbone_config "
-                              f"({args.config or DEFAULT_CONFIG} has none)")
     predictor = Predictor(config, checkpoint_path=checkpoint, support_grid_size=args.support_grid_size)
     return predictor.to(args.device)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterator
 
@@ -59,6 +60,26 @@ def video_fps(path: str | Path, default: float = 24.0) -> float:
     except Exception:
         return default
     return float(fps) if fps else default
+
+
+def video_frame_count(path: str | Path) -> int | None:
+    """The number of frames a video file says it holds (from its container, without decoding), or None when it
+    does not say. It may be off by a frame or two for some containers; it sizes progress bars."""
+    import imageio.v2 as imageio
+
+    try:
+        reader = imageio.get_reader(Path(path))
+        meta = reader.get_meta_data()
+        reader.close()
+    except Exception:
+        return None
+    frames = meta.get("nframes")
+    if isinstance(frames, (int, float)) and math.isfinite(frames) and frames > 0:
+        return int(frames)
+    duration, fps = meta.get("duration"), meta.get("fps")
+    if duration and fps and math.isfinite(duration * fps):
+        return max(int(round(duration * fps)), 1)
+    return None
 
 
 def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: float = 24.0) -> Path:

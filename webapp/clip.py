@@ -11,6 +11,7 @@ from model.inputs import InputError
 from runtime.predictor import get_points_on_a_grid
 from video.files import iter_video_frames, video_fps
 from video.drawing import draw_disc, draw_ring, position_colours
+from video.files import VideoReadError, iter_video_frames, video_fps
 
 MAX_GRID_SIZE = 32
 TRAIL = 8  # frames of trail drawn each way of the shown frame once tracked
@@ -101,12 +102,22 @@ def draw_two_way_trails(canvas: np.ndarray, tracked: dict[str, np.ndarray], t: i
 
 
 def load_clip(path: str | Path, max_frames: int) -> Clip:
-    """Decode up to ``max_frames`` frames of a video file (VideoReadError if it is not a readable video)."""
+    """Decode up to ``max_frames`` frames of a video file. A file that is not a readable video, or that holds a
+    single image, is an InputError naming the file (not the server's copy of it)."""
+    name = Path(path).name
     frames = []
     truncated = False
-    for frame in iter_video_frames(path):
-        if len(frames) == max_frames:
-            truncated = True
-            break
-        frames.append(frame)
-    return Clip(name=Path(path).name, frames=frames, fps=video_fps(path), truncated=truncated)
+    try:
+        for frame in iter_video_frames(path):
+            if len(frames) == max_frames:
+                truncated = True
+                break
+            frames.append(frame)
+    except VideoReadError:
+        if frames:
+            raise InputError(f"{name} is corrupt after {len(frames)} frame(s): upload a complete video") from None
+        raise InputError(f"{name} is not a video that can be read: upload a video file (MP4, WebM, MOV, AVI, ...)") \
+            from None
+    if len(frames) == 1 and not truncated:
+        raise InputError(f"{name} is a single image, not a video: upload a video file")
+    return Clip(name=name, frames=frames, fps=video_fps(path), truncated=truncated)

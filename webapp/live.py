@@ -8,14 +8,18 @@ import time
 from collections import deque
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
 from model.inputs import InputError
 from runtime.predictor import Predictor
 from video.drawing import TrailRenderer
+from webapp.live_record import LiveTracks
 
 FPS_WINDOW_SECONDS = 3.0
+NOTICE_SECONDS = 4.0
+MARKER_RADIUS = 7  # pixels of the shown (enlarged) image
 AutocastFactory = Callable[[], contextlib.AbstractContextManager]
 
 
@@ -26,15 +30,28 @@ def session_predictor(shared: Predictor) -> Predictor:
     return own
 
 
-class LiveSession:
-    """Tracks webcam frames one at a time; points clicked on the shown frame start on the next frame processed."""
+def display_scale(height: int, view_height: int) -> float:
+    """How much a frame is enlarged to fill a view ``view_height`` pixels high (never shrunk: the page does)."""
+    return max(view_height / height, 1.0)
 
-    def __init__(self, shared: Predictor, make_autocast: AutocastFactory = contextlib.nullcontext):
+
+class LiveSession:
+    """Tracks webcam frames one at a time; points clicked on the shown frame start on the next frame processed.
+
+    The shown frame is enlarged to ``view_height`` (the webcam preview's height), with markers drawn at that size;
+    clicks on it are mapped back to the camera's pixels. ``tracks`` keeps everything tracked, for the download."""
+
+    def __init__(self, shared: Predictor, make_autocast: AutocastFactory = contextlib.nullcontext,
+                 view_height: int = 0):
         self.predictor = session_predictor(shared)
         self.make_autocast = make_autocast
-        self.renderer = TrailRenderer()
+        self.view_height = view_height
+        self.renderer = TrailRenderer(radius=MARKER_RADIUS)
         self.frame_size: tuple[int, int] | None = None
+        self.scale = 1.0
         self.frames_processed = 0
+        self.tracks = LiveTracks()
+        self._notice = ("", 0.0)
         self._done_at: deque[float] = deque()
 
     @property
@@ -53,29 +70,45 @@ class LiveSession:
         size = frame.shape[:2]
         if size != self.frame_size:
             self.predictor.reset()
+            self.tracks.clear()
             self.frame_size = size
-        tensor = torch.from_numpy(np.array(frame[..., :3])).permute(2, 0, 1)
+            self.scale = display_scale(size[0], self.view_height)
+        rgb = np.ascontiguousarray(frame[..., :3])
         with self.make_autocast():
-            result = self.predictor.track_frame(tensor)
+            result = self.predictor.track_frame(rgb)
+        self.tracks.add_frame(result)
         self.frames_processed += 1
         now = time.monotonic()
         self._done_at.append(now)
         while now - self._done_at[0] > FPS_WINDOW_SECONDS:
             self._done_at.popleft()
-        return self.renderer.draw(frame[..., :3], result.ids, result.points.float().cpu().numpy(),
-                                  result.visible.cpu().numpy())
+        if self.scale != 1.0:
+            height, width = size
+            rgb = cv2.resize(rgb, (round(width * self.scale), round(height * self.scale)),
+                             interpolation=cv2.INTER_LINEAR)
+        points = result.points.float().cpu().numpy() * self.scale
+        return self.renderer.draw(rgb, result.ids, points, result.visible.cpu().numpy())
 
     def add_point(self, x: float, y: float) -> None:
+        """Add a point clicked at (x, y) on the shown (enlarged) image."""
         if self.frame_size is None:
             raise InputError("start the camera first: points are clicked on the live image")
         height, width = self.frame_size
+        x, y = x / self.scale, y / self.scale
         if not (0 <= x <= width and 0 <= y <= height):
             raise InputError(f"point ({x:.0f}, {y:.0f}) is outside the {width}x{height} image")
-        self.predictor.add_queries(torch.tensor([[float(x), float(y)]]))
+        (query_id,) = self.predictor.add_queries(torch.tensor([[float(x), float(y)]]))
+        self.tracks.add_query(query_id, self.frames_processed, float(x), float(y))
 
     def clear(self) -> None:
         self.predictor.remove_queries(self.predictor.query_ids)
 
+    def notify(self, message: str) -> None:
+        """Show ``message`` after the live numbers for a few seconds (the status is rewritten on every frame)."""
+        self._notice = (message, time.monotonic() + NOTICE_SECONDS)
+
     def status(self) -> str:
-        return (f"**live**: {self.fps:.1f} frames/s · {self.point_count} point(s) · "
+        line = (f"**live**: {self.fps:.1f} frames/s · {self.point_count} point(s) · "
                 f"{self.frames_processed} frame(s) processed")
+        message, until = self._notice
+        return f"{line} · {message}" if time.monotonic() < until else line

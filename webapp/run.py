@@ -78,10 +78,19 @@ def _write_run(clip: Clip, result: dict[str, np.ndarray], out_dir: Path) -> Trac
                       csv=out_dir / "tracks.csv", frames=len(clip.frames), points=len(result["queries"]),
                       result=result)
     write_video(run.overlay, draw_overlay(clip.frames, result), fps=clip.fps)
-    np.savez_compressed(run.npz, **result)
-    run.json.write_text(json.dumps({key: value.tolist() for key, value in result.items()}))
-    write_tracks_csv(run.csv, result)
+    write_track_files(out_dir, result)
     return run
+
+
+def write_track_files(out_dir: Path, result: dict[str, np.ndarray]) -> list[Path]:
+    """tracks.npz, tracks.json and tracks.csv of ``result`` (queries, tracks, visibility, confidence) in
+    ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "tracks.npz", out_dir / "tracks.json", out_dir / "tracks.csv"]
+    np.savez_compressed(paths[0], **result)
+    paths[1].write_text(json.dumps({key: value.tolist() for key, value in result.items()}))
+    write_tracks_csv(paths[2], result)
+    return paths
 
 
 def draw_overlay(frames: list[np.ndarray], result: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -100,7 +109,8 @@ def write_tracks_csv(path: Path, result: dict[str, np.ndarray]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["point", "frame", "x", "y", "visible", "confidence"])
-        for point, start in enumerate(result["first_frame"]):
+        first_frames = result.get("first_frame", result["queries"][:, 0])
+        for point, start in enumerate(first_frames):
             for frame in range(int(start), len(result["tracks"])):
                 x, y = result["tracks"][frame, point]
                 writer.writerow([point, frame, f"{x:.2f}", f"{y:.2f}", int(result["visibility"][frame, point]),

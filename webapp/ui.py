@@ -26,6 +26,9 @@ from webapp.clip import Clip, load_clip
 from webapp.live import AutocastFactory, LiveSession, session_predictor
 from video.clip_tracking import frames_to_track
 from webapp.run import track_clip, track_clip_with_ensemble
+from webapp.clip import MAX_GRID_SIZE, Clip, load_clip
+from webapp.page_script import HIDDEN_CLASS, OUTSIDE_BUTTONS, PAGE_SCRIPT
+from webapp.run import track_clip, write_track_files
 
 SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "media" / "sample.mp4"
 EXPECTED_ERRORS = (InputError, VideoReadError)
@@ -34,8 +37,14 @@ VIEW_HEIGHT = 360
 CACHE_CLEANUP = (300, 900)  # every 5 min, delete served files (live frames, downloads) older than 15 min
 
 
+MARKDOWN_SPECIALS = "\\`*_[]<>~"  # the characters that turn a one-line message into emphasis, code or links
+
+
 def problem(message: str) -> str:
-    return f"⚠️ {message}"
+    """A one-line warning for the status box (a Markdown component), its Markdown characters escaped so that file
+    names such as ``my_clip_2.mp4`` show as they are."""
+    escaped = "".join(f"\\{char}" if char in MARKDOWN_SPECIALS else char for char in " ".join(message.split()))
+    return f"⚠️ {escaped}"
 
 
 def reporting_errors(status_index: int, outputs: int) -> Callable:
@@ -81,6 +90,14 @@ class App:
     @reporting_errors(status_index=4, outputs=5)
     def open_video(self, path: str | None):
         """-> clip, frame slider, frame image, points text, status."""
+        return self._open(path)
+
+    @reporting_errors(status_index=4, outputs=6)
+    def open_sample(self):
+        """-> clip, frame slider, frame image, points text, status, upload box (emptied: the sample replaces it)."""
+        return (*self._open(str(SAMPLE_VIDEO)), None)
+
+    def _open(self, path: str | None):
         if path is None:
             raise InputError("no file received: choose a video file")
         clip = load_clip(path, self.max_frames)
@@ -89,9 +106,6 @@ class App:
         last = len(clip.frames) - 1
         slider = gr.update(minimum=0, maximum=max(last, 1), value=0, step=1, interactive=last > 0)  # min < max
         return clip, slider, clip.frame_with_points(0), clip.describe_points(), status
-
-    def open_sample(self):
-        return self.open_video(str(SAMPLE_VIDEO))
 
     @reporting_errors(status_index=1, outputs=2)
     def show_frame(self, clip: Clip | None, t: float):
@@ -113,7 +127,7 @@ class App:
     def add_grid(self, clip: Clip | None, t: float, size: float | None):
         clip = _need_clip(clip)
         if size is None:
-            raise InputError("enter a grid size")
+            raise InputError(f"enter a grid size (1 to {MAX_GRID_SIZE})")
         clip.add_grid(int(t), int(size))
         return clip, clip.frame_with_points(int(t)), clip.describe_points(), ""
 
@@ -153,13 +167,18 @@ class App:
         return (str(run.overlay), [str(run.npz), str(run.json), str(run.csv)], status, clip,
                 clip.frame_with_points(int(t)))
 
+    @staticmethod
+    def click_beside() -> str:
+        """The status line for a click in the image box but beside the picture (the page's script reports it)."""
+        return problem("click on the picture itself to add a point: that click was beside it")
+
     # ------------------------------------------------------------------------------------------------- live tab
     @reporting_errors(status_index=1, outputs=3)
     def live_frame(self, frame: np.ndarray | None, session: LiveSession | None):
         """-> annotated frame, live status, session."""
         if frame is None:
             return gr.skip(), gr.skip(), session
-        session = session or LiveSession(self.predictor, self.make_autocast)
+        session = session or LiveSession(self.predictor, self.make_autocast, view_height=VIEW_HEIGHT)
         annotated = session.process(frame)
         return annotated, session.status(), session
 
@@ -172,6 +191,23 @@ class App:
             raise InputError("click inside the image to add a point")
         session.add_point(*map(float, event.index))
         return session.status(), session
+
+    @reporting_errors(status_index=0, outputs=2)
+    def live_click_beside(self, session: LiveSession | None):
+        """-> live status, session: the click-beside message, kept in view while frames keep coming."""
+        if session is None:
+            return self.click_beside(), None
+        session.notify(self.click_beside())
+        return session.status(), session
+
+    @reporting_errors(status_index=0, outputs=2)
+    def live_download(self, session: LiveSession | None):
+        """-> live status, download files: what the live session has tracked so far (as the demo saves it)."""
+        if session is None or not session.tracks.frames:
+            raise InputError("nothing tracked yet: start the camera first")
+        result = session.tracks.as_arrays()
+        files = write_track_files(self.work_dir / uuid.uuid4().hex, result)
+        return session.status(), [str(path) for path in files]
 
     @reporting_errors(status_index=0, outputs=2)
     def live_clear(self, session: LiveSession | None):
@@ -200,19 +236,22 @@ def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.
             clip_state = gr.State(None)
             with gr.Row():
                 with gr.Column():
-                    upload = gr.File(label="Video file", file_count="single", height=120, elem_id="video_upload")
-                    sample = gr.Button("Use the sample clip", size="sm", elem_id="sample_button")
+                    with gr.Row(equal_height=True):
+                        upload = gr.File(label="Video file", file_count="single", height=100, scale=3,
+                                         elem_id="video_upload")
+                        sample = gr.Button("Use the sample clip", size="sm", scale=1, elem_id="sample_button")
                     frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame", interactive=False,
                                              elem_id="frame_slider")
                     frame_view = gr.Image(label="Click to add a point on this frame", interactive=False, type="numpy",
                                           format="png", height=VIEW_HEIGHT, elem_id="frame_view")
-                    with gr.Row():
+                    with gr.Row(equal_height=True):
                         undo = gr.Button("Undo", size="sm", elem_id="undo_button")
                         clear = gr.Button("Clear points", size="sm", elem_id="clear_button")
-                        grid_size = gr.Number(8, label="Grid size", precision=0, minimum=1, min_width=80,
-                                              elem_id="grid_size")
+                        grid_size = gr.Number(8, label="Grid size", precision=0, min_width=80, elem_id="grid_size")
                         grid = gr.Button("Add grid on this frame", size="sm", elem_id="grid_button")
                     points_text = gr.Markdown("No video yet.", elem_id="points_text")
+                    frame_beside = gr.Button("beside", elem_id=OUTSIDE_BUTTONS["frame_view"],
+                                             elem_classes=[HIDDEN_CLASS])
                 with gr.Column():
                     track = gr.Button("Track", variant="primary", elem_id="track_button")
                     backward = gr.Checkbox(True, label="Also track backward (to frame 0 from each point's frame)",
@@ -225,7 +264,8 @@ def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.
 
             loaded = [clip_state, frame_slider, frame_view, points_text, status]
             upload.upload(app.open_video, upload, loaded)
-            sample.click(app.open_sample, None, loaded)
+            sample.click(app.open_sample, None, [*loaded, upload])
+            frame_beside.click(app.click_beside, None, status)
             frame_slider.change(app.show_frame, [clip_state, frame_slider], [frame_view, status])
             edited = [clip_state, frame_view, points_text, status]
             frame_view.select(app.click_point, [clip_state, frame_slider], edited)
@@ -245,10 +285,18 @@ def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.
                                   elem_id="live_camera")
                 tracked = gr.Image(label="Tracked (click to add a point)", interactive=False, type="numpy",
                                    format="jpeg", height=VIEW_HEIGHT, elem_id="live_view")
-            live_clear = gr.Button("Clear points", elem_id="live_clear_button")
+            with gr.Row():
+                live_clear = gr.Button("Clear points", elem_id="live_clear_button")
+                live_save = gr.Button("Download tracks so far", elem_id="live_download_button")
             live_status = gr.Markdown("Not started.", elem_id="live_status")
+            live_files = gr.File(label="Live tracks (NPZ, JSON, CSV)", file_count="multiple", interactive=False,
+                                 height=100, elem_id="live_downloads")
+            live_beside = gr.Button("beside", elem_id=OUTSIDE_BUTTONS["live_view"], elem_classes=[HIDDEN_CLASS])
             camera.stream(app.live_frame, [camera, live_state], [tracked, live_status, live_state],
                           stream_every=0.04, concurrency_limit=4, concurrency_id="live", show_progress="hidden")
             tracked.select(app.live_click, live_state, [live_status, live_state])
             live_clear.click(app.live_clear, live_state, [live_status, live_state])
+            live_save.click(app.live_download, live_state, [live_status, live_files])
+            live_beside.click(app.live_click_beside, live_state, [live_status, live_state])
+        page.load(None, None, None, js=PAGE_SCRIPT)
     return page
