@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from model.yaml_schema import SCHEMA, ConfigError, config_from_mapping, load_config
-from model.yaml_schema_help import CONFIG_HELP
+from utils.config_help import CONFIG_HELP
 
 EXIT_SETUP_ERROR = 2
 

@@ -37,7 +37,7 @@ from evaluation.errors import EvaluationStopped, SetupError
 from evaluation.evaluator import evaluate
 from evaluation.interrupts import EvaluationInterrupted, interrupted_message, stop_on_signals
 from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
-                                partial_paths, remove_partials)
+                                partial_paths, remove_partials, strict_stop)
 from evaluation.report import accumulate, skipped_lines, skipped_videos, summary, summary_lines, write_json
 from model.checkpoint import CheckpointError
 from model.registry import is_variant_name
@@ -262,12 +262,7 @@ def report(args: EvalConfig, model_args: argparse.Namespace, results: list, num_
     """Print the final numbers and the skipped videos, write the JSON; raise EvaluationStopped under --strict."""
     skipped = skipped_videos(results)
     if args.strict and skipped:
-        first = skipped[0]
-        saved = f"saved in {', '.join(map(str, partial_paths(args.output_json)))}" if args.output_json else \
-            "not saved (give --output_json to keep them)"
-        raise EvaluationStopped(
-            f"--strict: stopped at video {first.index + 1} ({first.name}): {first.error}; the "
-            f"{len(results) - len(skipped)} video(s) evaluated so far are {saved}; fix the video and rerun to resume")
+        raise strict_stop(skipped[0], len(results) - len(skipped), args.output_json)
     accumulator = accumulate(results)
     lines = skipped_lines(skipped, num_videos)
     if len(accumulator):

@@ -16,7 +16,8 @@ from evaluation.eval import SEED, EvalConfig, rank_device
 from evaluation.lineup import TrackerSpec, build_lineup, lineup_settings, parse_lineup
 from evaluation.multi import evaluate_lineup
 from evaluation.multi_report import accumulate_by_label, final_table, write_lineup_json
-from evaluation.partial import PartialResultsError, PartialWriter, load_finished, partial_paths, remove_partials
+from evaluation.partial import (PartialResultsError, PartialWriter, load_finished, partial_paths, remove_partials,
+                                strict_stop)
 from evaluation.prediction_cache import PredictionCache
 from evaluation.report import skipped_lines, skipped_videos
 from evaluation.trackers import TrackerRegistryError
@@ -41,12 +42,7 @@ def _dataset_settings(args: EvalConfig) -> dict[str, Any]:
 def _report(args: EvalConfig, labels: list[str], results: list, num_videos: int, extra: dict[str, Any]) -> None:
     skipped = skipped_videos(results)
     if args.strict and skipped:
-        first = skipped[0]
-        saved = f"saved in {', '.join(map(str, partial_paths(args.output_json)))}" if args.output_json else \
-            "not saved (give --output_json to keep them)"
-        raise EvaluationStopped(
-            f"--strict: stopped at video {first.index} ({first.name}): {first.error}; the "
-            f"{len(results) - len(skipped)} video(s) evaluated so far are {saved}; fix the video and rerun to resume")
+        raise strict_stop(skipped[0], len(results) - len(skipped), args.output_json)
     accumulators = accumulate_by_label(results, labels)
     evaluated = len(next(iter(accumulators.values())))
     lines = skipped_lines(skipped, num_videos)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from evaluation.errors import EvaluationStopped
 from evaluation.evaluator import VideoResult
 
 
@@ -115,3 +116,13 @@ def remove_partials(output: str | Path) -> None:
     """Delete the partial files once the final results are written."""
     for path in partial_paths(output):
         path.unlink(missing_ok=True)
+
+
+def strict_stop(first: VideoResult, finished: int, output_json: str | None) -> EvaluationStopped:
+    """What ``--strict`` raises at the first video that cannot be evaluated (``first``), saying where the
+    ``finished`` videos are kept and that rerunning resumes."""
+    saved = f"saved in {', '.join(map(str, partial_paths(output_json)))}" if output_json else \
+        "not saved (give --output_json to keep them)"
+    return EvaluationStopped(f"--strict: stopped at video {first.index + 1} ({first.name}): {first.error}; the "
+                             f"{finished} video(s) evaluated so far are {saved}; fix the video and rerun to resume")
+

@@ -14,8 +14,7 @@ import torch
 import torch.nn as nn
 
 from model.errors import one_line
-from runtime.fast.onednn import route_linears_through_onednn
-from utils.hub import hub_offline, hub_unreachable_reason, unreachable_message
+from model.hub import hub_offline, hub_unreachable_reason, unreachable_message
 
 
 @dataclass(frozen=True)

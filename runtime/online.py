@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.trackon import TrackOn2
+from model.trackon import FrameFeatures, TrackOn2
 from runtime.fast import is_fast, memory_class
 from runtime.plan import StepPlan
 from runtime.state import TrackerState
@@ -92,10 +92,12 @@ class OnlineTracker:
         return StepPlan.from_times(self.times, t, self.memory_size, device, skip_empty_slots=skip)
 
     @torch.no_grad()
-    def step(self, frame: torch.Tensor) -> FrameStep:
-        """Track frame ``frame_index``: (B, 3, H, W) in 0..255 at the size the query coordinates refer to."""
+    def step(self, frame: torch.Tensor, features: FrameFeatures | None = None) -> FrameStep:
+        """Track frame ``frame_index``: (B, 3, H, W) in 0..255 at the size the query coordinates refer to.
+        ``features``: the frame already encoded (``model.encode``), so that it is not encoded again."""
         model = self.model
-        features = model.encode(model.resize_frames(frame))
+        if features is None:
+            features = model.encode(model.resize_frames(frame))
         if self.state is None:
             self.state = self._new_state(self.num_queries, features.fused)
         t = self.frame_index
@@ -105,7 +107,7 @@ class OnlineTracker:
         self.frame_index += 1
         return FrameStep(points, v_logit, u_logit, active)
 
-    def _track(self, features, starting: torch.Tensor, active: torch.Tensor,
+    def _track(self, features: FrameFeatures, starting: torch.Tensor, active: torch.Tensor,
                plan: StepPlan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Start, decode and write memory as planned; points (B, N, 2), v_logit and u_logit (B, N), zero where
         not active."""

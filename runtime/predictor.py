@@ -22,7 +22,7 @@ import argparse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from model.checkpoint import VIT_PREFIXES, download_released_checkpoint, load_st
 from model.config import ModelConfig
 from model.inputs import InputError, check_pixel_values, check_queries, check_video
 from model.registry import get_variant
-from model.trackon import TrackOn2
+from model.trackon import FrameFeatures, TrackOn2
 from model.vit import BackboneUnavailableError
 from model.yaml_schema import config_from_mapping
 from runtime.fast import set_fast
@@ -69,6 +69,32 @@ class FrameTracks:
     points: torch.Tensor  # (N, 2) x, y in frame pixels
     visible: torch.Tensor  # (N,) bool
     confidence: torch.Tensor  # (N,) in [0, 1]: 1 - P(point is off by > 12 px or occluded), from the uncertainty head
+
+
+# Encoded frames a two-way pass keeps from its forward pass for the backward one (bytes); beyond it, frames are
+# encoded again. At 384x512 a frame's pyramid and fused map take about 29 MB (its correlation basis 13 MB more).
+ENCODED_FRAMES_BUDGET = 4 * 2**30
+
+
+class _EncodedFrames:
+    """Frames 0..last of one video encoded going forward, for the backward pass, within a byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.frames: dict[int, FrameFeatures] = {}
+        self.size = 0
+
+    def keeper(self, last: int) -> Callable[[int, FrameFeatures], None]:
+        def keep(t: int, features: FrameFeatures) -> None:
+            nbytes = sum(tensor.nbytes for tensor in (*features.pyramid, features.fused))
+            if t <= last and self.size + nbytes <= self.budget:
+                self.frames[t] = features
+                self.size += nbytes
+
+        return keep
+
+    def get(self, t: int) -> FrameFeatures | None:
+        return self.frames.get(t)
 
 
 class Predictor(nn.Module):
@@ -203,13 +229,25 @@ class Predictor(nn.Module):
         (0, 0) and it is not visible, unless ``backward_tracking`` tracks it back to frame 0. Each video's result
         is the same as when it is tracked alone.
         """
-        if self.backward_tracking:
-            return track_two_way(lambda clip, points: self._track_forward(clip, points, progress), video, queries)
-        return self._track_forward(video, queries, progress)
+        if not self.backward_tracking:
+            return self._track_forward(video, queries, progress)
+        encoded = _EncodedFrames(ENCODED_FRAMES_BUDGET if video.shape[0] == 1 else 0)
 
-    def _track_forward(self, video: torch.Tensor, queries: torch.Tensor | None,
-                       progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward`` without backward tracking."""
+        def track(clip: torch.Tensor, points: torch.Tensor | None,
+                  origin: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+            if origin is None:  # forward: keep the encoded frames a backward pass will step over again
+                last = 0 if points is None else int(points[..., 0].max())
+                return self._track_forward(clip, points, progress, keep=encoded.keeper(last))
+            _, last = origin
+            return self._track_forward(clip, points, progress, reuse=lambda r: encoded.get(last - r))
+
+        return track_two_way(track, video, queries)
+
+    def _track_forward(self, video: torch.Tensor, queries: torch.Tensor | None, progress: bool,
+                       keep: Callable[[int, FrameFeatures], None] | None = None,
+                       reuse: Callable[[int], FrameFeatures | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` without backward tracking. ``keep(t, features)`` receives each encoded frame;
+        ``reuse(t)`` may give frame t already encoded."""
         if isinstance(video, torch.Tensor) and not video.is_floating_point() and video.dim() == 5:
             video = video.float()
         check_video(video)
@@ -228,7 +266,12 @@ class Predictor(nn.Module):
 
         points, visibility = [], []
         for t in tqdm(range(num_frames), desc="tracking", unit="frame", disable=not progress):
-            step = tracker.step(video[:, t])
+            features = None if reuse is None else reuse(t)
+            if features is None:
+                features = self.model.encode(self.model.resize_frames(video[:, t]))
+                if keep is not None:
+                    keep(t, features)
+            step = tracker.step(video[:, t], features)
             points.append(step.points[:, :num_user])
             visibility.append(self._visibility(step.v_logit[:, :num_user], step.started[:, :num_user]))
         trajectory = self.model.to_input_pixels(torch.stack(points, dim=1), height, width).to(video.dtype)

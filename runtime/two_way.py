@@ -8,9 +8,11 @@ query frame, which belongs to the forward half: frames t, t + 1, ... come from t
 0 .. t - 1 from the backward pass. So the forward half is exactly the forward-only result, and the backward half
 exactly a forward-only run on the reversed clip.
 
-The tracker is any function ``track(video, queries) -> outputs`` with video (B, T, ...) and queries (B, N, 3) as
-(t, x, y), returning a tuple of per-frame tensors each (B, T, N, ...): ``Predictor``'s forward-only pass (tracks,
-visibility) or a stream of decoded frames that also gives confidence (``video.clip_tracking``).
+The tracker is any function ``track(video, queries, origin) -> outputs`` with video (B, T, ...) and queries
+(B, N, 3) as (t, x, y), returning a tuple of per-frame tensors each (B, T, N, ...): ``Predictor``'s forward-only
+pass (tracks, visibility) or a stream of decoded frames that also gives confidence (``video.clip_tracking``).
+``origin`` is None for the forward pass and (video index, last) for a backward pass, whose frame r is frame
+``last - r`` of that video (a tracker may reuse what it computed for that frame going forward).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Callable
 
 import torch
 
-TrackFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+TrackFn = Callable[[torch.Tensor, torch.Tensor, "tuple[int, int] | None"], tuple[torch.Tensor, ...]]
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def track_two_way(track: TrackFn, video: torch.Tensor, queries: torch.Tensor | N
     forward pass alone. Videos of a batch get their own backward pass (each over its own reversed clip), so each
     result is the same as when its video is tracked alone.
     """
-    outputs = track(video, queries)  # checks the video and the queries first
+    outputs = track(video, queries, None)  # checks the video and the queries first
     if queries is None:
         return outputs
     merged = list(outputs)
@@ -85,7 +87,8 @@ def track_two_way(track: TrackFn, video: torch.Tensor, queries: torch.Tensor | N
         plan = BackwardPlan.of(queries[index])
         if plan is None:
             continue
-        backward = track(reversed_clip(video[index : index + 1], plan.last), plan.reversed_queries(queries[index]))
+        backward = track(reversed_clip(video[index : index + 1], plan.last), plan.reversed_queries(queries[index]),
+                         (index, plan.last))
         for position, (full, half) in enumerate(zip(merged, backward)):
             video_result = plan.merge(full[index : index + 1], half)
             merged[position] = torch.cat([full[:index], video_result, full[index + 1 :]], dim=0)

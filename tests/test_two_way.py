@@ -64,15 +64,18 @@ def test_forward_half_is_the_forward_only_run_and_backward_half_the_reversed_cli
 def test_backward_pass_is_one_batched_pass_over_frames_up_to_the_last_query_frame():
     calls = []
 
-    def track(video, queries):
+    origins = []
+
+    def track(video, queries, origin):
         calls.append((video.clone(), queries.clone()))
+        origins.append(origin)
         count = queries.shape[1]
         frames = torch.arange(video.shape[1], dtype=torch.float32)
         return (frames[None, :, None].expand(1, -1, count) + 100 * len(calls),)
 
     video = torch.arange(10, dtype=torch.float32).reshape(1, 10, 1)
     (merged,) = track_two_way(track, video, QUERIES)
-    assert len(calls) == 2
+    assert len(calls) == 2 and origins == [None, (0, 5)]
     clip, queries = calls[1]
     assert clip.flatten().tolist() == [5, 4, 3, 2, 1, 0]  # frames last..0, nothing after the latest query frame
     assert queries[0, :, 0].tolist() == [2, 0, 2]  # the three queries that start after frame 0, at last - t
@@ -132,3 +135,22 @@ def test_streams_pin_the_query_frame_and_stay_forward_only():
     estimate = model.track_frame(video[0, 1], torch.tensor([[50.0, 30.0], [7.0, 8.0]]))
     assert torch.equal(estimate.points[0], tracks.points[0])
     assert not torch.equal(estimate.points[1:], tracks.points[1:])
+
+
+def test_the_backward_pass_reuses_the_forward_passs_encoded_frames(predictors, monkeypatch):
+    """Frames 0..last are encoded once: the backward pass steps over the forward pass's encodings, with the same
+    result as encoding them again (a zero budget)."""
+    import runtime.predictor as predictor_module
+
+    predictor = predictors["two_way_model"]
+    video = _video(8)
+    encoded = []
+    plain_encode = predictor.model.encode
+    monkeypatch.setattr(predictor.model, "encode", lambda frames: encoded.append(1) or plain_encode(frames))
+    reused = predictor(video, QUERIES)
+    assert len(encoded) == 8  # forward only; the backward pass's 6 frames (5..0) are not encoded again
+    encoded.clear()
+    monkeypatch.setattr(predictor_module, "ENCODED_FRAMES_BUDGET", 0)
+    again = predictor(video, QUERIES)
+    assert len(encoded) == 8 + 6
+    assert all(torch.equal(mine, theirs) for mine, theirs in zip(reused, again))

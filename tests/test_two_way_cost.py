@@ -19,9 +19,9 @@ def test_runs_alternate_and_leave_the_predictor_as_it_was(monkeypatch):
     calls = []
     original = Predictor._track_forward
 
-    def counting(self, video, queries, progress):
+    def counting(self, video, queries, progress, **reuse):
         calls.append((self.backward_tracking, video.shape[1]))
-        return original(self, video, queries, progress)
+        return original(self, video, queries, progress, **reuse)
 
     monkeypatch.setattr(Predictor, "_track_forward", counting)
     queries = middle_frame_queries(2, 6, 64, 64)

@@ -45,7 +45,7 @@ def track_frames(frames: list[np.ndarray], queries: np.ndarray, predictor: Predi
         if on_frame is not None:
             on_frame(done[0])
 
-    def stream(video: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def stream(video: torch.Tensor, points: torch.Tensor, _origin: tuple[int, int] | None) -> tuple[torch.Tensor, ...]:
         clip = list(video[0].numpy())
         recording = track_live(FrameListSource(clip), predictor, lambda height, width: points[0].numpy(),
                                keep_overlay=False, autocast=autocast, on_frame=count)
@@ -54,5 +54,5 @@ def track_frames(frames: list[np.ndarray], queries: np.ndarray, predictor: Predi
 
     video = torch.from_numpy(np.stack(frames))[None]
     given = torch.from_numpy(np.asarray(queries, np.float32).reshape(-1, 3))[None]
-    outputs = track_two_way(stream, video, given) if backward else stream(video, given)
+    outputs = track_two_way(stream, video, given) if backward else stream(video, given, None)
     return {"queries": given[0].numpy(), **{key: value[0].numpy() for key, value in zip(OUTPUTS, outputs)}}

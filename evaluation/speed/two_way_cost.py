@@ -6,8 +6,8 @@ machine changes least); wall-clock seconds are reported too.
     python -m evaluation.speed.two_way_cost --config_path config/bench_dinov2_s.yaml --N_sqrt 16 --support_grid 20 \
         --memory_size 72 --height 384 --width 512 --num_frames 16 --repeats 2 --threads 1
 
-The backward pass steps frames middle .. 0 (T // 2 + 1 of the T frames), so the two-way run should cost about
-(1.5 + 1/T)x the forward-only one. Also reached through ``python -m evaluation.benchmark ... --two_way``.
+The backward pass steps frames middle .. 0 (T // 2 + 1 of the T frames) over the frames the forward pass encoded
+(kept within ``runtime.predictor.ENCODED_FRAMES_BUDGET``), so its frames cost their tracking only. Also reached through ``python -m evaluation.benchmark ... --two_way``.
 """
 
 from __future__ import annotations
