@@ -35,18 +35,17 @@ from tqdm.auto import tqdm
 from evaluation.device import parse_device
 from model.checkpoint import CheckpointError
 from model.inputs import InputError
-from runtime.predictor import SUPPORT_GRID_SIZE, Predictor, get_points_on_a_grid
+from model.verifier.ensemble_tracker import EnsembleTracker
 from model.vit import BackboneUnavailableError
 from model.yaml_schema import ConfigError
-from video.clip_tracking import frames_to_track, track_frames
-from video.live_source import LiveSource, is_live_source
-from video.live_tracking import track_live
-from model.verifier.ensemble_tracker import EnsembleTracker
+from runtime.predictor import SUPPORT_GRID_SIZE, Predictor, get_points_on_a_grid
 from utils.ensemble_options import add_ensemble_arguments, build_ensemble_tracker, check_ensemble_arguments
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, autocast_for, build_predictor
-from video.files import VideoReadError, iter_video_frames, video_fps, write_video
+from video.clip_tracking import frames_to_track, track_frames
 from video.drawing import draw_frame, point_colours
 from video.files import VideoReadError, iter_video_frames, video_fps, video_frame_count, write_video
+from video.live_source import LiveSource, is_live_source
+from video.live_tracking import track_live
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -36,14 +36,20 @@ from evaluation.device import parse_device
 from evaluation.errors import EvaluationStopped, SetupError
 from evaluation.evaluator import evaluate
 from evaluation.interrupts import EvaluationInterrupted, interrupted_message, stop_on_signals
-from evaluation.partial import (PartialResultsError, PartialWriter, check_writable, load_finished,
-                                partial_paths, remove_partials, strict_stop)
+from evaluation.partial import (
+    PartialResultsError,
+    PartialWriter,
+    check_writable,
+    load_finished,
+    remove_partials,
+    strict_stop,
+)
 from evaluation.report import accumulate, skipped_lines, skipped_videos, summary, summary_lines, write_json
 from model.checkpoint import CheckpointError
 from model.registry import is_variant_name
+from model.yaml_schema import ConfigError
 from runtime.memory_size import inference_memory_size
 from runtime.predictor import SUPPORT_GRID_SIZE
-from model.yaml_schema import ConfigError
 from utils.distributed import DistInfo, cleanup, fix_random_seeds, gather, init_distributed, shard
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, RANDOM_WEIGHTS, TINY_CONFIG, load_model_options
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Iterator
 

@@ -16,8 +16,13 @@ from evaluation.eval import SEED, EvalConfig, rank_device
 from evaluation.lineup import TrackerSpec, build_lineup, lineup_settings, parse_lineup
 from evaluation.multi import evaluate_lineup
 from evaluation.multi_report import accumulate_by_label, final_table, write_lineup_json
-from evaluation.partial import (PartialResultsError, PartialWriter, load_finished, partial_paths, remove_partials,
-                                strict_stop)
+from evaluation.partial import (
+    PartialResultsError,
+    PartialWriter,
+    load_finished,
+    remove_partials,
+    strict_stop,
+)
 from evaluation.prediction_cache import PredictionCache
 from evaluation.report import skipped_lines, skipped_videos
 from evaluation.trackers import TrackerRegistryError

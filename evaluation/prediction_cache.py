@@ -11,9 +11,9 @@ file whose video has changed is recomputed. Trackers that declare no identity ar
 from __future__ import annotations
 
 import hashlib
-import zipfile
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 

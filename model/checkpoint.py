@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from model.registry import get_variant, variant_names
 from model.errors import one_line
 from model.hub import hub_offline, hub_unreachable_reason, unreachable_message
+from model.registry import get_variant, variant_names
 
 # Released checkpoint file of every variant name and alias the tools accept (from the registry).
 HUB_FILES = {name: get_variant(name).checkpoint_file for name in variant_names()}

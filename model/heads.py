@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from model.blocks import MHABlock, DMSMHABlock
+from model.blocks import DMSMHABlock, MHABlock
 
 STRIDE = 4
 

@@ -10,7 +10,6 @@ mmcv's compiled kernel where mmcv is installed.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn as nn

@@ -100,7 +100,13 @@ def run_worker(args: argparse.Namespace) -> None:
         torch.manual_seed(0)
         untrained = Predictor({**config, "M_i": model_config["M"]}, support_grid_size=0)
         torch.save(untrained.model.state_dict(), weights)
-    predictor = Predictor(config, checkpoint_path=weights, support_grid_size=args.support_grid).to(device).eval()
+    import inspect
+
+    # Both sides return the model's own points on the query frame (checkouts that pin them to the query point
+    # are told not to), so that the outputs compare like for like.
+    same_outputs = {"pin_query_points": False} if "pin_query_points" in inspect.signature(Predictor).parameters else {}
+    predictor = Predictor(config, checkpoint_path=weights, support_grid_size=args.support_grid,
+                          **same_outputs).to(device).eval()
     if args.full_memory:
         _start_with_full_memory(predictor)
     generator = torch.Generator().manual_seed(1)

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset.movi_f import MoviFLarge  # noqa: E402
 from dataset.movi_f_sampling import sample_frame_indices  # noqa: E402
 from dataset.synthetic import write_movi_f  # noqa: E402
-from model.loss import LOSS_NAMES, LossFunction  # noqa: E402
 from model.config import ModelConfig
+from model.loss import LOSS_NAMES, LossFunction  # noqa: E402
 from model.trackon import TrackOn2  # noqa: E402
 from tests.tiny_model import TINY_DINOV3, tiny_config  # noqa: E402
 from training.logging import logged_values  # noqa: E402

@@ -52,7 +52,6 @@ def golden_config(golden):
 @pytest.fixture(scope="session")
 def golden_model(golden, golden_config):
     from model.checkpoint import load_state_dict_strict
-    from model.config import ModelConfig
     from model.trackon import TrackOn2
 
     model = TrackOn2(ModelConfig.from_namespace(golden_config)).double().eval()

@@ -11,12 +11,20 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-
-from tests.test_app_browser import (SAMPLE, _browser, _click_live_until_added, _find, _loaded_image,
-                                    _loaded_image_size, _text, _wait, _write_y4m, app_url)  # noqa: F401
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+
+from tests.test_app_browser import (
+    _browser,
+    _click_live_until_added,
+    _find,
+    _loaded_image,
+    _loaded_image_size,  # noqa: F401
+    _text,
+    _wait,
+    _write_y4m,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ from evaluation.eval import main as eval_main
 from model.checkpoint import CheckpointError
 from model.inputs import InputError
 from model.trackon_predictor import Predictor
+from model.yaml_schema import ConfigError, config_from_mapping
 from tests.tiny_model import TINY_DINOV2, tiny_config
 from utils import model_options
-from model.yaml_schema import ConfigError, config_from_mapping
 from video.files import write_video
 
 

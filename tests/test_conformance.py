@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from model.checkpoint import load_state_dict_strict
-from model.loss import LossFunction
 from model.config import ModelConfig
+from model.loss import LossFunction
 from model.trackon import TrackOn2
 from model.trackon_predictor import Predictor
-from tests.conftest import FIXTURES
 from model.yaml_schema import config_from_mapping
+from tests.conftest import FIXTURES
 
 TOL = 1e-6
 

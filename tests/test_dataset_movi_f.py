@@ -11,8 +11,8 @@ from dataset.errors import DatasetFormatError
 from dataset.movi_f import MoviFLarge
 from dataset.movi_f_sampling import candidate_tracks, sample_frame_indices, select_tracks
 from dataset.synthetic import generate_clip, write_movi_f
-from training.data_stream import EpochSampler, make_epoch_loader
 from model.yaml_schema import config_from_mapping
+from training.data_stream import EpochSampler, make_epoch_loader
 
 CLIP = dict(num_frames=12, height=96, width=128, num_points=96)
 

@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from dataset.errors import DatasetFormatError
-from dataset.synthetic import generate_clip, tapvid_entry, write_robotap, write_tapvid_davis, write_tapvid_kinetics
-from dataset.synthetic import write_tapvid_rgb_stacking
+from dataset.synthetic import (
+    generate_clip,
+    tapvid_entry,
+    write_robotap,
+    write_tapvid_davis,
+    write_tapvid_kinetics,
+    write_tapvid_rgb_stacking,
+)
 from dataset.tapvid import TAPVid
 from dataset.tapvid_queries import sample_queries_first, sample_queries_strided
 from model.yaml_schema import config_from_mapping

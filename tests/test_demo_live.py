@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import demo
-from tests.test_demo import _setup
 from model.trackon_predictor import Predictor
+from tests.test_demo import _setup
+from video.files import write_video
 from video.live_source import is_live_source
 from video.live_tracking import PreviewWindow
-from video.files import write_video
 
 
 def _fast_clip(tmp_path, frames: int, fps: float) -> str:

@@ -156,10 +156,10 @@ def test_synthetic_writer_round_trip(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_per_epoch_validation_on_ego_points(tmp_path) -> None:
+    from model.yaml_schema import config_from_mapping
     from tests.tiny_model import tiny_config
     from training.config import RunConfig
     from training.validation import TrainingEvaluator, load_eval_dataset
-    from model.yaml_schema import config_from_mapping
 
     write_ego_points(tmp_path, 2, seed=1, **CLIP)
     args = config_from_mapping({**vars(tiny_config()), "eval_dataset": "ego_points", "tapvid_root": str(tmp_path)})

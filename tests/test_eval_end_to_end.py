@@ -17,10 +17,10 @@ import yaml
 from dataset.synthetic import write_tapvid_davis
 from dataset.tapvid import TAPVid
 from evaluation.eval import main
-from model.trackon_predictor import Predictor
-from tests.tiny_model import tiny_config
-from model.yaml_schema import load_config
 from evaluation.metrics import compute_tapvid_metrics, tapvid_video_summary
+from model.trackon_predictor import Predictor
+from model.yaml_schema import load_config
+from tests.tiny_model import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

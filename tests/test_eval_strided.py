@@ -17,8 +17,8 @@ from dataset.tapvid import TAPVid
 from evaluation.eval import main, parse_args, prepare, resume_settings
 from evaluation.metrics import compute_tapvid_metrics, tapvid_video_summary
 from model.trackon_predictor import Predictor
-from tests.tiny_model import tiny_config
 from model.yaml_schema import load_config
+from tests.tiny_model import tiny_config
 
 NUM_VIDEOS = 2
 

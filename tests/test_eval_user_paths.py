@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset.synthetic import generate_clip, main as synthetic_main, tapvid_entry
+from dataset.synthetic import generate_clip, tapvid_entry
+from dataset.synthetic import main as synthetic_main
 from evaluation.eval import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import pytest
 
 from dataset.synthetic import write_tapvid_davis
 from evaluation.eval import main as eval_main
-from tests.tiny_model import tiny_config
 from model.yaml_schema import load_config
+from tests.tiny_model import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 FALLBACK = "--checkpoint none --config config/tiny.yaml"

@@ -11,9 +11,9 @@ import torch
 from model.config import ModelConfig
 from model.heads import PredictionHead, RerankModule
 from model.trackon import TrackOn2
+from model.yaml_schema import SCHEMA, ConfigError, load_config
 from tests.conftest import ROOT
 from tests.tiny_model import tiny_config, tiny_model_config
-from model.yaml_schema import SCHEMA, ConfigError, load_config
 from training.config import DataConfig, RunConfig, TrainingConfig
 
 

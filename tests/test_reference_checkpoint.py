@@ -18,11 +18,11 @@ import torch
 from model.checkpoint import CheckpointError
 from model.config import ModelConfig
 from model.trackon import TrackOn2
+from model.yaml_schema import load_config
 from tests.training_data import write_training_data
 from training import checkpointing
 from training.schedule import build_scheduler
 from training.trainer import build_optimizer
-from model.yaml_schema import load_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_state_dict_keys.tsv"
 BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
@@ -245,7 +245,8 @@ def test_our_checkpoint_from_before_the_reorder_still_resumes(reference_file, tm
 
 @pytest.mark.slow
 def test_export_to_the_reference_layout_and_back(reference_file, tmp_path, capsys):
-    from training.reference_checkpoint import REFERENCE_KEYS, main as export
+    from training.reference_checkpoint import REFERENCE_KEYS
+    from training.reference_checkpoint import main as export
 
     args = reference_file["args"]
     model, optimizer, scheduler = _fresh(args)

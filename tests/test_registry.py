@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.speed import benchmark
 from evaluation import eval as eval_cli
+from evaluation.speed import benchmark
 from model import checkpoint as checkpoint_module
+from model import yaml_schema as config_module
 from model.config import ModelConfig
 from model.registry import ALIASES, VARIANTS, UnknownVariantError, default_variant, get_variant
 from model.vit import VITS
 from tests.conftest import ROOT
-from model import yaml_schema as config_module
 from utils import model_options
 
 

@@ -11,8 +11,15 @@ import pytest
 import torch
 
 import evaluation.trackers.registry as registry
-from evaluation.trackers import (TrackerRegistryError, build_tracker, check_tracker, ensemble_for_video, get_entry,
-                                 register_tracker, tracker_names)
+from evaluation.trackers import (
+    TrackerRegistryError,
+    build_tracker,
+    check_tracker,
+    ensemble_for_video,
+    get_entry,
+    register_tracker,
+    tracker_names,
+)
 
 ORACLE_FIXTURE = Path(__file__).parent / "fixtures" / "oracle_reference.npz"
 

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from model.config import ModelConfig
-
+from model.yaml_schema import load_config
 from tests.tiny_model import tiny_config
 from tests.training_data import write_training_data
-from model.yaml_schema import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_KEYS = {"T": 4, "N": 8, "epoch_num": 1, "num_workers": 0, "amp": False, "log_backend": "csv",
@@ -119,11 +118,11 @@ def test_resumed_run_matches_uninterrupted_run(data, tmp_path):
 
 
 def test_resume_from_explicit_checkpoint_path(data, tmp_path):
-    from training import checkpointing
-    from training.trainer import build_optimizer
-    from training.schedule import build_scheduler
     from model.config import ModelConfig
     from model.trackon import TrackOn2
+    from training import checkpointing
+    from training.schedule import build_scheduler
+    from training.trainer import build_optimizer
 
     args = _config(data, tmp_path / "a", iters_per_epoch=2)
     model = TrackOn2(ModelConfig.from_namespace(args))

@@ -100,8 +100,8 @@ def test_signal_saves_and_a_rerun_continues_exactly(data, uninterrupted, tmp_pat
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_resumed_epoch_gets_the_same_batches_with_any_number_of_workers(data, workers):
     from dataset.movi_f import MoviFLarge
-    from training.data_stream import EpochSampler, make_epoch_loader
     from model.yaml_schema import load_config
+    from training.data_stream import EpochSampler, make_epoch_loader
 
     args = load_config(data["config"], movi_f_root=str(data["movi"]))
     dataset = MoviFLarge.from_config(args)

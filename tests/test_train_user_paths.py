@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import main as train_cli
-from tests.training_data import write_training_data
 from model.yaml_schema import SCHEMA
+from tests.training_data import write_training_data
 from utils.config_help import CONFIG_HELP
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,11 +21,15 @@ import torch
 from model.checkpoint import CheckpointError
 from model.inputs import InputError
 from model.verifier import Verifier, VerifierConfig
-from model.verifier.checkpoint import (build_verifier, load_cotracker3_encoder, load_verifier_weights,
-                                       new_verifier_for_training)
+from model.verifier.checkpoint import (
+    build_verifier,
+    load_cotracker3_encoder,
+    load_verifier_weights,
+    new_verifier_for_training,
+)
+from model.yaml_schema import ConfigError
 from tests.conftest import FIXTURES
 from tests.tiny_verifier import tiny_verifier_config
-from model.yaml_schema import ConfigError
 
 TOL = 1e-10
 

@@ -27,9 +27,15 @@ from typing import Any
 import torch
 
 from model.checkpoint import CheckpointError, load_state_dict_strict
-from training.reference_checkpoint import (PARAMETER_ORDER, PARAMETER_ORDER_KEY, check_optimizer_state,
-                                           check_reference_layout, is_reference_layout, read_training_checkpoint,
-                                           upgrade_legacy_optimizer_state)
+from training.reference_checkpoint import (
+    PARAMETER_ORDER,
+    PARAMETER_ORDER_KEY,
+    check_optimizer_state,
+    check_reference_layout,
+    is_reference_layout,
+    read_training_checkpoint,
+    upgrade_legacy_optimizer_state,
+)
 
 LAST_NAME = "checkpoint.pt"
 BEST_NAMES = {"aj": "best_aj.pt", "oa": "best_oa.pt", "delta_avg": "best_delta.pt"}

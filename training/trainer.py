@@ -35,16 +35,23 @@ from model.loss import LossFunction
 from model.trackon import TrackOn2
 from runtime.fast import set_fast
 from training import checkpointing
+from training.config import DataConfig, RunConfig, TrainingConfig
 from training.data_stream import EpochSampler, LoadFailure, derived_seed, die_with_parent, make_epoch_loader
-from utils.distributed import (DistInfo, barrier, broadcast_object, cleanup, fix_random_seeds, init_distributed,
-                                  silence_non_main)
 from training.grad_layout import match_grad_strides
 from training.interrupts import StopRequests, TrainingInterrupted
 from training.logging import TrainingLogger
 from training.queries import sample_queries
 from training.resume_check import changed_settings
 from training.schedule import build_scheduler
-from training.config import DataConfig, RunConfig, TrainingConfig
+from utils.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    cleanup,
+    fix_random_seeds,
+    init_distributed,
+    silence_non_main,
+)
 
 P_MASK = 0.1
 CLIP_NORM = 1.0

@@ -15,9 +15,9 @@ from torch.utils.data import Dataset
 from evaluation.datasets import TAPVID_DATASETS, benchmark, build_dataset
 from evaluation.evaluator import evaluate
 from evaluation.report import accumulate
+from model.config import ModelConfig
 from runtime.memory_size import inference_memory_size
 from runtime.predictor import SUPPORT_GRID_SIZE, Predictor
-from model.config import ModelConfig
 from training.config import DataConfig, RunConfig
 
 PER_EPOCH_DATASETS = (*TAPVID_DATASETS, "ego_points")

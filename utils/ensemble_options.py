@@ -8,10 +8,10 @@ from pathlib import Path
 
 from model.checkpoint import CheckpointError
 from model.registry import is_variant_name, variant_names
-from runtime.predictor import Predictor
 from model.verifier.checkpoint import RANDOM_WEIGHTS, VERIFIER_NAME, build_verifier
 from model.verifier.ensemble import VerifierEnsemble
 from model.verifier.ensemble_tracker import EnsembleTracker
+from runtime.predictor import Predictor
 from utils.model_options import DEFAULT_CONFIG, load_model_options
 
 ENSEMBLE_HELP = (f"comma-separated candidate trackers for the verifier ensemble, each a released variant "

@@ -10,8 +10,8 @@ import torch
 
 from model.checkpoint import CheckpointError, download_released_checkpoint
 from model.registry import default_variant, get_variant, is_variant_name, variant_names
-from runtime.predictor import SUPPORT_GRID_SIZE, Predictor
 from model.yaml_schema import config_from_mapping, load_config
+from runtime.predictor import SUPPORT_GRID_SIZE, Predictor
 
 RANDOM_WEIGHTS = "none"
 DEFAULT_CONFIG = "config/test.yaml"

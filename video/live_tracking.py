@@ -20,8 +20,8 @@ import torch
 
 from model.inputs import InputError, check_queries
 from runtime.predictor import FrameTracks, Predictor
-from video.live_source import FrameListSource, LiveSource
 from video.drawing import TrailRenderer
+from video.live_source import FrameListSource, LiveSource
 
 WINDOW_TITLE = "Track-On2 (press q to stop)"
 

@@ -9,7 +9,6 @@ import numpy as np
 
 from model.inputs import InputError
 from runtime.predictor import get_points_on_a_grid
-from video.files import iter_video_frames, video_fps
 from video.drawing import draw_disc, draw_ring, position_colours
 from video.files import VideoReadError, iter_video_frames, video_fps
 

@@ -17,18 +17,16 @@ from typing import Any, Callable
 import gradio as gr
 import numpy as np
 
-from model.inputs import InputError
-from runtime.predictor import Predictor
 from model.errors import one_line
-from video.files import VideoReadError
+from model.inputs import InputError
 from model.verifier.ensemble_tracker import EnsembleTracker
-from webapp.clip import Clip, load_clip
-from webapp.live import AutocastFactory, LiveSession, session_predictor
+from runtime.predictor import Predictor
 from video.clip_tracking import frames_to_track
-from webapp.run import track_clip, track_clip_with_ensemble
+from video.files import VideoReadError
 from webapp.clip import MAX_GRID_SIZE, Clip, load_clip
+from webapp.live import AutocastFactory, LiveSession, session_predictor
 from webapp.page_script import HIDDEN_CLASS, OUTSIDE_BUTTONS, PAGE_SCRIPT
-from webapp.run import track_clip, write_track_files
+from webapp.run import track_clip, track_clip_with_ensemble, write_track_files
 
 SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "media" / "sample.mp4"
 EXPECTED_ERRORS = (InputError, VideoReadError)

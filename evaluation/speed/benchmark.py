@@ -30,17 +30,17 @@ from typing import Iterator, Sequence
 import torch
 
 from dataset.errors import DatasetFormatError
-from evaluation.speed import peak_memory as memory
 from evaluation.datasets import EvalDataset, build_dataset
 from evaluation.device import parse_device
+from evaluation.speed import peak_memory as memory
 from evaluation.speed.stage_timing import StageTimer
 from evaluation.speed.steady_state import fill_memory_at_start
 from evaluation.speed.two_way_cost import measure_two_way_cost, middle_frame_queries
 from evaluation.speed.two_way_cost import report_lines as two_way_lines
 from model.registry import is_variant_name
+from model.yaml_schema import ConfigError, load_config
 from runtime.memory_size import inference_memory_size
 from runtime.predictor import Predictor, get_points_on_a_grid
-from model.yaml_schema import ConfigError, load_config
 from utils.model_options import CHECKPOINT_HELP, DEFAULT_CONFIG, load_model_options
 
 SEED = 1234

@@ -19,9 +19,9 @@ import torch
 from evaluation.trackers.registry import TrackerRegistryError, register_tracker
 from model.checkpoint import CheckpointError
 from model.registry import VARIANTS, get_variant, is_variant_name
+from model.yaml_schema import config_from_mapping, load_config
 from runtime.memory_size import inference_memory_size
 from runtime.predictor import SUPPORT_GRID_SIZE, Predictor
-from model.yaml_schema import config_from_mapping, load_config
 from utils.model_options import DEFAULT_CONFIG, resolve_checkpoint
 
 CONFIG_AND_CHECKPOINT = "trackon2"

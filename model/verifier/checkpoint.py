@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 
 from model.checkpoint import CheckpointError, extract_state_dict, read_checkpoint, state_dict_mismatch
+from model.errors import one_line
 from model.verifier.config import VerifierConfig
 from model.verifier.verifier import Verifier
-from model.errors import one_line
 
 VERIFIER_NAME = "verifier"  # the released weights' name wherever a checkpoint is asked for
 VERIFIER_REPO, VERIFIER_FILE = "gorkaydemir/track_on_r", "verifier.pt"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 from model.blocks import DMSMHABlock, MHABlock
