@@ -15,15 +15,16 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-from tests.test_app_browser import (
+from tests.test_app_browser import (  # noqa: F401 (app_url is a fixture the tests take by name)
     _browser,
     _click_live_until_added,
     _find,
     _loaded_image,
-    _loaded_image_size,  # noqa: F401
+    _loaded_image_size,
     _text,
     _wait,
     _write_y4m,
+    app_url,
 )
 
 pytestmark = pytest.mark.slow
