@@ -90,15 +90,44 @@ def format_video_line(rules: Benchmark, result: VideoResult, total: int) -> str:
     return f"{head}: {body}"
 
 
-def evaluate_one(predictor: PredictorFn, sample: EvalSample | _UnreadableItem, rules: Benchmark,
-                 device: torch.device, index: int, name: str) -> VideoResult:
-    """Score one loaded sample; an unreadable sample or a ValueError raised on it gives a skipped result."""
+def score_one(score: Callable[[EvalSample, int], dict[str, float]], sample: EvalSample | _UnreadableItem,
+              index: int, name: str) -> VideoResult:
+    """``score(sample, index)`` as a result; an unreadable sample or a ValueError raised on it gives a skipped
+    result naming the reason."""
     if isinstance(sample, _UnreadableItem):
         return VideoResult(index, name, {}, sample.reason)
     try:
-        return VideoResult(index, name, evaluate_sample(predictor, sample, rules, device))
+        return VideoResult(index, name, score(sample, index))
     except ValueError as exc:  # InputError, DatasetFormatError, BadVideoError
         return VideoResult(index, name, {}, " ".join(str(exc).split()))
+
+
+def score_videos(dataset: EvalDataset, dataset_name: str, indices: Iterable[int],
+                 score: Callable[[EvalSample, int], dict[str, float]],
+                 lines: Callable[[VideoResult], list[str]], num_workers: int = 0, print_each: bool = True,
+                 show_progress: bool = True, strict: bool = False,
+                 on_result: Callable[[VideoResult], None] | None = None) -> list[VideoResult]:
+    """The one loop over an evaluation's videos: each sample is loaded (in ``num_workers`` workers), scored
+    (``score_one``), reported (``lines``, every video with ``print_each``, skipped ones always) and handed to
+    ``on_result`` as soon as it exists; with ``strict`` the loop stops after the first skipped video."""
+    indices = list(indices)
+    loader = DataLoader(_GuardedSamples(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers,
+                        collate_fn=_as_is)
+    results = []
+    bar = tqdm(loader, desc=dataset_name, unit="video", disable=not show_progress, dynamic_ncols=True)
+    for position, sample in enumerate(bar):  # iterating the bar itself lets it reach n/n
+        index = indices[position]
+        result = score_one(score, sample, index, dataset.name(index))
+        if print_each or result.skipped:
+            for line in lines(result):
+                tqdm.write(line)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+        if strict and result.skipped:
+            break
+    bar.close()
+    return results
 
 
 @torch.no_grad()
@@ -123,20 +152,7 @@ def evaluate(
     soon as it exists (the evaluation CLI saves it to disk there). ``query_mode`` picks the TAP-Vid protocol
     ('first' or 'strided'; None: the benchmark's own)."""
     rules = benchmark(dataset_name, query_mode)
-    indices = list(indices)
-    loader = DataLoader(_GuardedSamples(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers,
-                        collate_fn=_as_is)
-    results = []
-    bar = tqdm(loader, desc=dataset_name, unit="video", disable=not show_progress, dynamic_ncols=True)
-    for position, sample in enumerate(bar):  # iterating the bar itself lets it reach n/n
-        index = indices[position]
-        result = evaluate_one(predictor, sample, rules, device, index, dataset.name(index))
-        if print_each or result.skipped:
-            tqdm.write(format_video_line(rules, result, len(dataset)))
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-        if strict and result.skipped:
-            break
-    bar.close()
-    return results
+    return score_videos(dataset, dataset_name, indices,
+                        lambda sample, _index: evaluate_sample(predictor, sample, rules, device),
+                        lambda result: [format_video_line(rules, result, len(dataset))], num_workers, print_each,
+                        show_progress, strict, on_result)

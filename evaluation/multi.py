@@ -12,12 +12,10 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from dataset.eval_sample import EvalSample
 from evaluation.datasets import Benchmark, EvalDataset, benchmark
-from evaluation.evaluator import BadVideoError, VideoResult, _as_is, _GuardedSamples, _UnreadableItem
+from evaluation.evaluator import BadVideoError, VideoResult, score_videos
 from evaluation.lineup import TrackerSpec
 from evaluation.prediction_cache import PredictionCache
 from evaluation.trackers import ensemble_for_video, tracker_identity
@@ -107,28 +105,8 @@ def evaluate_lineup(
     """Evaluate every listed tracker and ensemble on ``dataset.sample(i)`` for each i in ``indices``; skipped videos,
     ``strict`` and ``on_result`` behave as in ``evaluation.evaluator.evaluate``."""
     rules = benchmark(dataset_name)
-    indices = list(indices)
-    loader = DataLoader(_GuardedSamples(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers,
-                        collate_fn=_as_is)
-    results = []
-    bar = tqdm(loader, desc=dataset_name, total=len(indices), disable=not show_progress, dynamic_ncols=True)
-    for index, sample in zip(indices, bar):
-        name = dataset.name(index)
-        if isinstance(sample, _UnreadableItem):
-            result = VideoResult(index, name, {}, sample.reason)
-        else:
-            try:
-                predictions = predict_video(specs, built, sample, index, device, cache)
-                result = VideoResult(index, name, score_video(rules, sample, predictions))
-            except ValueError as exc:
-                result = VideoResult(index, name, {}, " ".join(str(exc).split()))
-        if print_each or result.skipped:
-            for line in format_lineup_lines(rules, result, len(dataset)):
-                tqdm.write(line)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-        if strict and result.skipped:
-            break
-    bar.close()
-    return results
+    return score_videos(dataset, dataset_name, indices,
+                        lambda sample, index: score_video(rules, sample,
+                                                          predict_video(specs, built, sample, index, device, cache)),
+                        lambda result: format_lineup_lines(rules, result, len(dataset)), num_workers, print_each,
+                        show_progress, strict, on_result)
