@@ -38,10 +38,9 @@ from evaluation.evaluator import evaluate
 from evaluation.interrupts import EvaluationInterrupted, interrupted_message, stop_on_signals
 from evaluation.partial import (
     PartialResultsError,
-    PartialWriter,
     check_writable,
-    load_finished,
     remove_partials,
+    resume_share,
     strict_stop,
 )
 from evaluation.report import accumulate, skipped_lines, skipped_videos, summary, summary_lines, write_json
@@ -233,23 +232,14 @@ def evaluate_shard(args: EvalConfig, model_args: argparse.Namespace, dataset: Da
     """This rank's results: those saved by an earlier run of the same evaluation, then the newly evaluated ones
     (each saved to the partial file as soon as it is done)."""
     mine = shard(num_videos, ctx)
-    finished, writer = {}, None
-    if args.output_json:
-        settings = resume_settings(args, model_args)
-        try:
-            finished = load_finished(args.output_json, settings)
-        except PartialResultsError as exc:
-            raise SetupError(str(exc)) from exc
-        writer = PartialWriter(args.output_json, ctx.rank, settings)
-    reused = [finished[i] for i in mine if i in finished]
-    if reused:
-        print(f"Resuming: {len(reused)} video(s) already evaluated by an earlier run are reused", flush=True)
+    settings = resume_settings(args, model_args) if args.output_json else {}
+    reused, todo, writer = resume_share(args.output_json, settings, mine, ctx.rank)
     try:
         fresh = evaluate(
             predictor,
             dataset,
             args.dataset_name,
-            [i for i in mine if i not in finished],
+            todo,
             device,
             num_workers=args.num_workers,
             show_progress=not args.no_progress and ctx.is_main,  # one bar (rank 0's share), not one per rank

@@ -17,10 +17,8 @@ from evaluation.lineup import TrackerSpec, build_lineup, lineup_settings, parse_
 from evaluation.multi import evaluate_lineup
 from evaluation.multi_report import accumulate_by_label, final_table, write_lineup_json
 from evaluation.partial import (
-    PartialResultsError,
-    PartialWriter,
-    load_finished,
     remove_partials,
+    resume_share,
     strict_stop,
 )
 from evaluation.prediction_cache import PredictionCache
@@ -66,21 +64,12 @@ def _report(args: EvalConfig, labels: list[str], results: list, num_videos: int,
 def _evaluate_shard(args: EvalConfig, specs: list[TrackerSpec], built: dict[str, Any], dataset, settings: dict,
                     device: torch.device, num_videos: int, ctx: DistInfo) -> list:
     mine = shard(num_videos, ctx)
-    finished, writer = {}, None
-    if args.output_json:
-        try:
-            finished = load_finished(args.output_json, settings)
-        except PartialResultsError as exc:
-            raise SetupError(str(exc)) from exc
-        writer = PartialWriter(args.output_json, ctx.rank, settings)
-    reused = [finished[i] for i in mine if i in finished]
-    if reused:
-        print(f"Resuming: {len(reused)} video(s) already evaluated by an earlier run are reused", flush=True)
+    reused, todo, writer = resume_share(args.output_json, settings, mine, ctx.rank)
     cache = PredictionCache(args.cache_dir, _dataset_settings(args)) if args.cache_predictions else None
     try:
-        fresh = evaluate_lineup(specs, built, dataset, args.dataset_name, [i for i in mine if i not in finished],
-                                device, cache=cache, num_workers=args.num_workers,
-                                show_progress=not args.no_progress, strict=args.strict, on_result=writer)
+        fresh = evaluate_lineup(specs, built, dataset, args.dataset_name, todo, device, cache=cache,
+                                num_workers=args.num_workers, show_progress=not args.no_progress and ctx.is_main,
+                                strict=args.strict, on_result=writer)
     finally:
         if writer is not None:
             writer.close()

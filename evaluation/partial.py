@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from evaluation.errors import EvaluationStopped
+from evaluation.errors import EvaluationStopped, SetupError
 from evaluation.evaluator import VideoResult
 
 
@@ -125,4 +125,21 @@ def strict_stop(first: VideoResult, finished: int, output_json: str | None) -> E
         "not saved (give --output_json to keep them)"
     return EvaluationStopped(f"--strict: stopped at video {first.index + 1} ({first.name}): {first.error}; the "
                              f"{finished} video(s) evaluated so far are {saved}; fix the video and rerun to resume")
+
+
+def resume_share(output_json: str | None, settings: Mapping[str, Any], share: Sequence[int],
+                 rank: int) -> tuple[list[VideoResult], list[int], PartialWriter | None]:
+    """This rank's ``share`` of the videos split into the results an earlier run of the same evaluation saved (it
+    says how many) and the indices still to evaluate, with the writer that saves each new result at once (None
+    without ``output_json``). Partial files of other settings are a ``SetupError``."""
+    if not output_json:
+        return [], list(share), None
+    try:
+        finished = load_finished(output_json, settings)
+    except PartialResultsError as exc:
+        raise SetupError(str(exc)) from exc
+    reused = [finished[i] for i in share if i in finished]
+    if reused:
+        print(f"Resuming: {len(reused)} video(s) already evaluated by an earlier run are reused", flush=True)
+    return reused, [i for i in share if i not in finished], PartialWriter(output_json, rank, settings)
 
