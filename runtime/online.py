@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.trackon import FrameFeatures, TrackOn2
+from model.trackon import FrameFeatures, TrackOn2, scatter_columns
 from runtime.fast import is_fast, memory_class
 from runtime.plan import StepPlan
 from runtime.state import TrackerState
@@ -127,10 +127,5 @@ class OnlineTracker:
         if plan.all_active and isinstance(columns, slice):
             return step.points.to(dtype), step.v_logit.to(dtype), step.u_logit.to(dtype)
         keep = active[:, columns]
-        points = features.fused.new_zeros(batch, num, 2)
-        v_logit = features.fused.new_zeros(batch, num)
-        u_logit = features.fused.new_zeros(batch, num)
-        points[:, columns] = torch.where(keep[..., None], step.points.to(dtype), 0.0)
-        v_logit[:, columns] = torch.where(keep, step.v_logit.to(dtype), 0.0)
-        u_logit[:, columns] = torch.where(keep, step.u_logit.to(dtype), 0.0)
-        return points, v_logit, u_logit
+        return tuple(scatter_columns(value, columns, keep, num, 1, dtype)
+                     for value in (step.points, step.v_logit, step.u_logit))
