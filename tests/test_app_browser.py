@@ -8,6 +8,7 @@ scripts/test.sh installs the browser where it is missing.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -23,11 +24,13 @@ import pytest
 import yaml
 
 from tests.tiny_model import tiny_config
+from webapp.clip import load_clip
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: "
                                 "pip install -r requirements-app.txt (scripts/test.sh does this)")
 pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from PIL import Image  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -146,6 +149,25 @@ def _loaded_image_size(driver, css: str) -> list[int]:
     return _wait(driver, lambda d: d.execute_script(script, css), f"no image at {css}")
 
 
+def _shown_pixels(driver, css: str) -> np.ndarray | None:
+    """The RGB pixels of the first loaded image at ``css``, fetched from its address (None while it is being
+    replaced): the frame view is a lossless PNG, so it can be compared exactly."""
+    try:
+        with urllib.request.urlopen(_loaded_image(driver, css).get_attribute("src"), timeout=WAIT) as response:
+            return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+    except (OSError, StaleElementReferenceException):
+        return None
+
+
+def _drawn_view(saved: dict, t: int) -> np.ndarray:
+    """Frame t of the sample as the app draws it for the saved run: its queries and the tracks' two-way trails."""
+    clip = load_clip(SAMPLE, CLIP_FRAMES)
+    clip.queries = [(int(f), x, y) for f, x, y in saved["queries"]]
+    clip.tracked = {key: np.asarray(value, dtype=np.float32 if key == "tracks" else None)
+                    for key, value in saved.items()}
+    return clip.frame_with_points(t)
+
+
 def _download_links(driver) -> dict | None:
     """The download links by file name, once all three are listed."""
     links = {a.get_attribute("download"): a for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a[download]")}
@@ -196,7 +218,6 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
         saved = _wait(driver, lambda d: (downloads / "tracks.json").exists() and downloads / "tracks.json",
                       "tracks.json was not downloaded")
         forward_href = links["tracks.json"].get_attribute("href")
-        view_before = _loaded_image(driver, "#frame_view img").get_attribute("src")
         _find(driver, "#backward_checkbox input[type=checkbox]").click()  # then both ways, the default
         _find(driver, "#track_button").click()
         _wait(driver, lambda d: "forward and backward" in _text(d, "status"), "two-way tracking did not end")
@@ -205,8 +226,9 @@ def test_video_tab_tracks_points_clicked_on_a_later_frame(app_url, tmp_path):
         # Chromium asks before a page's second download, so this one is fetched from the link's address
         with urllib.request.urlopen(links["tracks.json"].get_attribute("href"), timeout=WAIT) as response:
             two_way = json.loads(response.read())
-        _wait(driver, lambda d: _loaded_image(d, "#frame_view img").get_attribute("src") != view_before,
-              "the shown frame did not get the tracks' trails")
+        expected_view = _drawn_view(two_way, QUERY_FRAME)
+        _wait(driver, lambda d: np.array_equal(_shown_pixels(d, "#frame_view img"), expected_view),
+              "the shown frame is not drawn with the two-way tracks")
         driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(str(_screenshot_dir(tmp_path) / "app_video.png"))
     finally:
