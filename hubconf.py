@@ -13,7 +13,7 @@ dependencies = ["torch", "transformers", "huggingface_hub", "yaml", "numpy", "tq
 
 
 def _load(variant: str, **kwargs: Any):
-    from runtime.predictor import Predictor
+    from trackon2.runtime.predictor import Predictor
 
     return Predictor.from_pretrained(variant, **kwargs)
 

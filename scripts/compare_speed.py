@@ -38,12 +38,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCH_CONFIG = HERE.parent / "config" / "bench_dinov2_s.yaml"
+PACKAGE = HERE.parent / "trackon2"
+BENCH_CONFIG = PACKAGE / "config" / "bench_dinov2_s.yaml"
 
 
 def _own_module(name: str):
     """evaluation/speed/<name>.py of this checkout, loaded by path so that it also serves the baseline's model."""
-    spec = importlib.util.spec_from_file_location(name, HERE.parent / "evaluation" / "speed" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, PACKAGE / "evaluation" / "speed" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -81,12 +82,21 @@ def _start_with_full_memory(predictor, memory_seed: int = 2) -> None:
     model.init_state, model.step = full_init, step_without_skip
 
 
+def _checkout_predictor_class(checkout: Path) -> type:
+    """The Predictor of the checkout in ``checkout``: under ``trackon2/`` in the package layout, at the top level
+    in checkouts from before it (decided by the directory, so that an installed copy cannot stand in for it)."""
+    if (checkout / "trackon2").is_dir():
+        from trackon2.model.trackon_predictor import Predictor
+    else:
+        from model.trackon_predictor import Predictor
+    return Predictor
+
+
 def run_worker(args: argparse.Namespace) -> None:
     """Build the predictor of the checkout on PYTHONPATH, track the clip and save timings and outputs."""
     import torch
 
-    from model.trackon_predictor import Predictor
-
+    Predictor = _checkout_predictor_class(Path.cwd())
     torch.set_num_threads(1)
     import yaml
 

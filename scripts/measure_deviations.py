@@ -17,17 +17,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset.movi_f import MoviFLarge  # noqa: E402
-from dataset.movi_f_sampling import sample_frame_indices  # noqa: E402
-from dataset.synthetic import write_movi_f  # noqa: E402
-from model.config import ModelConfig
-from model.loss import LOSS_NAMES, LossFunction  # noqa: E402
-from model.trackon import TrackOn2  # noqa: E402
 from tests.tiny_model import TINY_DINOV3, tiny_config  # noqa: E402
-from training.logging import logged_values  # noqa: E402
-from training.queries import sample_queries  # noqa: E402
-from training.schedule import build_scheduler  # noqa: E402
-from training.trainer import build_optimizer, scale_tracks  # noqa: E402
+from trackon2.dataset.movi_f import MoviFLarge  # noqa: E402
+from trackon2.dataset.movi_f_sampling import sample_frame_indices  # noqa: E402
+from trackon2.dataset.synthetic import write_movi_f  # noqa: E402
+from trackon2.model.config import ModelConfig
+from trackon2.model.loss import LOSS_NAMES, LossFunction  # noqa: E402
+from trackon2.model.trackon import TrackOn2  # noqa: E402
+from trackon2.training.logging import logged_values  # noqa: E402
+from trackon2.training.queries import sample_queries  # noqa: E402
+from trackon2.training.schedule import build_scheduler  # noqa: E402
+from trackon2.training.trainer import build_optimizer, scale_tracks  # noqa: E402
 
 
 def training_losses(model: TrackOn2, args, video, tracks, visibility, seed: int = 0) -> list[float]:

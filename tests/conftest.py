@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.config import ModelConfig
+from trackon2.model.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -44,15 +44,15 @@ def golden() -> dict:
 
 @pytest.fixture(scope="session")
 def golden_config(golden):
-    from model.yaml_schema import config_from_mapping
+    from trackon2.model.yaml_schema import config_from_mapping
 
     return config_from_mapping({**golden["config"], "backbone_config": golden["backbone_config"]})
 
 
 @pytest.fixture(scope="session")
 def golden_model(golden, golden_config):
-    from model.checkpoint import load_state_dict_strict
-    from model.trackon import TrackOn2
+    from trackon2.model.checkpoint import load_state_dict_strict
+    from trackon2.model.trackon import TrackOn2
 
     model = TrackOn2(ModelConfig.from_namespace(golden_config)).double().eval()
     load_state_dict_strict(model, golden["state_dict"])

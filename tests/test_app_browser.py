@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.tiny_model import tiny_config
-from webapp.clip import load_clip
+from trackon2.webapp.clip import load_clip
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: "
                                 "pip install -r requirements-app.txt (scripts/test.sh does this)")
@@ -332,9 +332,9 @@ def test_live_tab_drops_frames_instead_of_queueing_them(tmp_path, monkeypatch):
     previous result is back: the server gets one frame at a time and nothing is left once the page is closed."""
     import torch
 
-    from model.trackon_predictor import Predictor
-    from webapp.live import LiveSession
-    from webapp.ui import build_app
+    from trackon2.model.trackon_predictor import Predictor
+    from trackon2.webapp.live import LiveSession
+    from trackon2.webapp.ui import build_app
 
     calls: list[float] = []
     real_process = LiveSession.process

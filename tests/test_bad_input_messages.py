@@ -11,15 +11,15 @@ import pytest
 import torch
 import yaml
 
-import demo
-from evaluation.eval import main as eval_main
-from model.checkpoint import CheckpointError
-from model.inputs import InputError
-from model.trackon_predictor import Predictor
-from model.yaml_schema import ConfigError, config_from_mapping
 from tests.tiny_model import TINY_DINOV2, tiny_config
-from utils import model_options
-from video.files import write_video
+from trackon2 import demo
+from trackon2.evaluation.eval import main as eval_main
+from trackon2.model.checkpoint import CheckpointError
+from trackon2.model.inputs import InputError
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.model.yaml_schema import ConfigError, config_from_mapping
+from trackon2.utils import model_options
+from trackon2.video.files import write_video
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ import pytest
 import torch
 import yaml
 
-from dataset.synthetic import write_tapvid_davis
-from evaluation.speed import peak_memory as memory
-from evaluation.speed.benchmark import benchmark, grid_queries, main, random_clips
-from evaluation.speed.stage_timing import StageTimer
-from evaluation.speed.steady_state import fill_memory_at_start
-from model.stages import STAGES
-from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
+from trackon2.dataset.synthetic import write_tapvid_davis
+from trackon2.evaluation.speed import peak_memory as memory
+from trackon2.evaluation.speed.benchmark import benchmark, grid_queries, main, random_clips
+from trackon2.evaluation.speed.stage_timing import StageTimer
+from trackon2.evaluation.speed.steady_state import fill_memory_at_start
+from trackon2.model.stages import STAGES
+from trackon2.model.trackon_predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
-from video.clip_tracking import frames_to_track, track_frames
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.video.clip_tracking import frames_to_track, track_frames
 
 QUERIES = np.array([[3, 10.0, 20.0], [0, 40.0, 30.0], [5, 50.0, 10.0]], np.float32)
 
@@ -51,9 +51,9 @@ def test_both_halves_are_forward_only_streams(predictor):
 
 def test_app_downloads_hold_the_backward_part_and_the_frame_view_draws_both_trails(tmp_path, predictor):
     pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
-    from webapp.clip import Clip
-    from webapp.live import session_predictor
-    from webapp.run import track_clip
+    from trackon2.webapp.clip import Clip
+    from trackon2.webapp.live import session_predictor
+    from trackon2.webapp.run import track_clip
 
     clip = Clip("clip", _frames(), fps=8.0)
     for t, x, y in QUERIES:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.yaml_schema import ConfigError, config_from_mapping, load_config
 from tests.conftest import ROOT
+from trackon2.model.yaml_schema import ConfigError, config_from_mapping, load_config
 
 
 @pytest.mark.parametrize("name, backbone, factor", [("test.yaml", "dinov3_s_plus", 1.143),

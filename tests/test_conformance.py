@@ -7,13 +7,13 @@ import ast
 import pytest
 import torch
 
-from model.checkpoint import load_state_dict_strict
-from model.config import ModelConfig
-from model.loss import LossFunction
-from model.trackon import TrackOn2
-from model.trackon_predictor import Predictor
-from model.yaml_schema import config_from_mapping
 from tests.conftest import FIXTURES
+from trackon2.model.checkpoint import load_state_dict_strict
+from trackon2.model.config import ModelConfig
+from trackon2.model.loss import LossFunction
+from trackon2.model.trackon import TrackOn2
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.model.yaml_schema import config_from_mapping
 
 TOL = 1e-6
 
@@ -124,7 +124,7 @@ def test_transformers4_and_5_vit_names_both_load(golden, golden_config):
 
 
 def test_dinov3_layer_names_translate_between_transformers_versions():
-    from model.checkpoint import match_vit_names
+    from trackon2.model.checkpoint import match_vit_names
 
     value = torch.zeros(1)
     v4 = "backbone.vit_encoder.dinov3.layer.0.attention.q_proj.weight"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.trackon import TrackOn2
-from model.trackon_predictor import Predictor
-from runtime.fast import set_fast
-from runtime.online import OnlineTracker
 from tests.tiny_model import tiny_config, tiny_model_config
+from trackon2.model.trackon import TrackOn2
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.runtime.fast import set_fast
+from trackon2.runtime.online import OnlineTracker
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.dynamic_replica import DynamicReplicaDataset, uniform_track_indices
-from dataset.errors import DatasetFormatError
-from dataset.synthetic import generate_clip, write_dynamic_replica
+from trackon2.dataset.dynamic_replica import DynamicReplicaDataset, uniform_track_indices
+from trackon2.dataset.errors import DatasetFormatError
+from trackon2.dataset.synthetic import generate_clip, write_dynamic_replica
 
 CLIP = dict(num_frames=16, height=64, width=80, num_points=40)
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.augment import AugmentParams, spatial_augment
-from dataset.errors import DatasetFormatError
-from dataset.movi_f import MoviFLarge
-from dataset.movi_f_sampling import candidate_tracks, sample_frame_indices, select_tracks
-from dataset.synthetic import generate_clip, write_movi_f
-from model.yaml_schema import config_from_mapping
-from training.data_stream import EpochSampler, make_epoch_loader
+from trackon2.dataset.augment import AugmentParams, spatial_augment
+from trackon2.dataset.errors import DatasetFormatError
+from trackon2.dataset.movi_f import MoviFLarge
+from trackon2.dataset.movi_f_sampling import candidate_tracks, sample_frame_indices, select_tracks
+from trackon2.dataset.synthetic import generate_clip, write_movi_f
+from trackon2.model.yaml_schema import config_from_mapping
+from trackon2.training.data_stream import EpochSampler, make_epoch_loader
 
 CLIP = dict(num_frames=12, height=96, width=128, num_points=96)
 
@@ -102,7 +102,7 @@ def test_full_augmentation_sample_format(movi_root) -> None:
 
 
 def test_eraser_hides_covered_points() -> None:
-    from dataset.augment import erase_boxes
+    from trackon2.dataset.augment import erase_boxes
 
     clip = generate_clip(2, num_frames=6, height=64, width=64, num_points=200)
     visible = clip.visibility.copy()

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.errors import DatasetFormatError
-from dataset.image_ops import resize_bilinear
-from dataset.point_odyssey import PointOdysseyDataset, load_resized_video
-from dataset.synthetic import generate_clip, write_point_odyssey
+from trackon2.dataset.errors import DatasetFormatError
+from trackon2.dataset.image_ops import resize_bilinear
+from trackon2.dataset.point_odyssey import PointOdysseyDataset, load_resized_video
+from trackon2.dataset.synthetic import generate_clip, write_point_odyssey
 
 CLIP = dict(num_frames=16, height=64, width=80, num_points=40)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.errors import DatasetFormatError
-from dataset.synthetic import (
+from trackon2.dataset.errors import DatasetFormatError
+from trackon2.dataset.synthetic import (
     generate_clip,
     tapvid_entry,
     write_robotap,
@@ -17,9 +17,9 @@ from dataset.synthetic import (
     write_tapvid_kinetics,
     write_tapvid_rgb_stacking,
 )
-from dataset.tapvid import TAPVid
-from dataset.tapvid_queries import sample_queries_first, sample_queries_strided
-from model.yaml_schema import config_from_mapping
+from trackon2.dataset.tapvid import TAPVid
+from trackon2.dataset.tapvid_queries import sample_queries_first, sample_queries_strided
+from trackon2.model.yaml_schema import config_from_mapping
 
 CLIP = dict(num_frames=8, height=256, width=256, num_points=24)
 

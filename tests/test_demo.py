@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-import demo
-from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
-from video.files import write_video
+from trackon2 import demo
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.video.files import write_video
 
 
 def _setup(tmp_path, frames: int = 5):

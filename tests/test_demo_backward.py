@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import demo
 from tests.test_demo import _setup
+from trackon2 import demo
 
 
 def test_backward_adds_the_frames_before_each_query_and_keeps_the_rest(tmp_path):

@@ -7,14 +7,14 @@ import pytest
 import torch
 import yaml
 
-import demo
-from model.trackon_predictor import Predictor
-from model.verifier import Verifier
-from model.verifier.ensemble import VerifierEnsemble
-from model.verifier.ensemble_tracker import EnsembleTracker
 from tests.tiny_model import tiny_config
 from tests.tiny_verifier import tiny_verifier_config
-from video.files import iter_video_frames, write_video
+from trackon2 import demo
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.model.verifier import Verifier
+from trackon2.model.verifier.ensemble import VerifierEnsemble
+from trackon2.model.verifier.ensemble_tracker import EnsembleTracker
+from trackon2.video.files import iter_video_frames, write_video
 
 
 def _setup(tmp_path) -> list[str]:

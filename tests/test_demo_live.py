@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-import demo
-from model.trackon_predictor import Predictor
 from tests.test_demo import _setup
-from video.files import write_video
-from video.live_source import is_live_source
-from video.live_tracking import PreviewWindow
+from trackon2 import demo
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.video.files import write_video
+from trackon2.video.live_source import is_live_source
+from trackon2.video.live_tracking import PreviewWindow
 
 
 def _fast_clip(tmp_path, frames: int, fps: float) -> str:

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.ego_points import EgoPointsDataset
-from dataset.errors import DatasetFormatError
-from dataset.synthetic import generate_clip, write_ego_points
-from evaluation.datasets import benchmark
-from evaluation.ego_points_metrics import compute_ego_points_metrics
+from trackon2.dataset.ego_points import EgoPointsDataset
+from trackon2.dataset.errors import DatasetFormatError
+from trackon2.dataset.synthetic import generate_clip, write_ego_points
+from trackon2.evaluation.datasets import benchmark
+from trackon2.evaluation.ego_points_metrics import compute_ego_points_metrics
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ego_points_metrics_reference.npz"
 CLIP = dict(num_frames=5, height=48, width=64, num_points=12)
@@ -156,10 +156,10 @@ def test_synthetic_writer_round_trip(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_per_epoch_validation_on_ego_points(tmp_path) -> None:
-    from model.yaml_schema import config_from_mapping
     from tests.tiny_model import tiny_config
-    from training.config import RunConfig
-    from training.validation import TrainingEvaluator, load_eval_dataset
+    from trackon2.model.yaml_schema import config_from_mapping
+    from trackon2.training.config import RunConfig
+    from trackon2.training.validation import TrainingEvaluator, load_eval_dataset
 
     write_ego_points(tmp_path, 2, seed=1, **CLIP)
     args = config_from_mapping({**vars(tiny_config()), "eval_dataset": "ego_points", "tapvid_root": str(tmp_path)})

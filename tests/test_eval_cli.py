@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.eval import main
+from trackon2.evaluation.eval import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.eval_sample import EvalSample, first_visible_queries
-from dataset.point_odyssey import PointOdysseyDataset, load_resized_video
-from dataset.synthetic import write_point_odyssey
-from evaluation.evaluator import VideoResult, evaluate
-from evaluation.metrics import (
+from trackon2.dataset.eval_sample import EvalSample, first_visible_queries
+from trackon2.dataset.point_odyssey import PointOdysseyDataset, load_resized_video
+from trackon2.dataset.synthetic import write_point_odyssey
+from trackon2.evaluation.evaluator import VideoResult, evaluate
+from trackon2.evaluation.metrics import (
     compute_dynamic_replica_metrics,
     compute_point_odyssey_metrics,
     compute_tapvid_metrics,
     tapvid_video_summary,
 )
-from evaluation.report import accumulate, final_lines, write_json
+from trackon2.evaluation.report import accumulate, final_lines, write_json
 
 T, N, H, W = 6, 5, 32, 40
 

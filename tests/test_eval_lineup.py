@@ -19,15 +19,15 @@ import pytest
 import torch
 import yaml
 
-import evaluation.multi as multi_module
-from dataset.ego_points import EgoPointsDataset
-from dataset.synthetic import write_ego_points
-from evaluation.eval import main
-from evaluation.lineup import build_lineup, parse_lineup
-from evaluation.multi import predict_video
-from evaluation.trackers.trackon import TrackOnTracker
-from model.trackon_predictor import Predictor
+import trackon2.evaluation.multi as multi_module
 from tests.tiny_model import tiny_config
+from trackon2.dataset.ego_points import EgoPointsDataset
+from trackon2.dataset.synthetic import write_ego_points
+from trackon2.evaluation.eval import main
+from trackon2.evaluation.lineup import build_lineup, parse_lineup
+from trackon2.evaluation.multi import predict_video
+from trackon2.evaluation.trackers.trackon import TrackOnTracker
+from trackon2.model.trackon_predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_VIDEOS = 3

@@ -12,11 +12,11 @@ import pytest
 import torch
 import yaml
 
-import evaluation.evaluator as evaluator_module
-from dataset.synthetic import generate_clip, tapvid_entry
-from evaluation.eval import main
-from model.trackon_predictor import Predictor
+import trackon2.evaluation.evaluator as evaluator_module
 from tests.tiny_model import tiny_config
+from trackon2.dataset.synthetic import generate_clip, tapvid_entry
+from trackon2.evaluation.eval import main
+from trackon2.model.trackon_predictor import Predictor
 
 GOOD = ("good_a", "good_b", "good_c")
 # name -> (how the item is broken, the reason the report must give)
@@ -150,7 +150,7 @@ def test_a_line_cut_short_by_a_crash_is_dropped(setup, tmp_path, capsys):
     output = tmp_path / "out.json"
     assert main(_argv(setup, output, "good.pkl", "--max_videos", "1")) == 0
     capsys.readouterr()
-    from evaluation.eval import parse_args, prepare, resume_settings
+    from trackon2.evaluation.eval import parse_args, prepare, resume_settings
 
     args = parse_args(_argv(setup, output, "good.pkl"))
     settings = resume_settings(args, prepare(args, torch.device("cpu"))[0])

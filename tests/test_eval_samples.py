@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dataset.eval_sample import EvalSample
-from dataset.synthetic import write_dynamic_replica, write_point_odyssey, write_tapvid_davis
-from evaluation.datasets import BENCHMARKS, build_dataset
-from runtime.memory_size import inference_memory_size
+from trackon2.dataset.eval_sample import EvalSample
+from trackon2.dataset.synthetic import write_dynamic_replica, write_point_odyssey, write_tapvid_davis
+from trackon2.evaluation.datasets import BENCHMARKS, build_dataset
+from trackon2.runtime.memory_size import inference_memory_size
 
 CLIP = dict(num_frames=12, height=48, width=64, num_points=16)
 

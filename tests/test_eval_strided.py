@@ -12,13 +12,13 @@ import pytest
 import torch
 import yaml
 
-from dataset.synthetic import write_tapvid_davis
-from dataset.tapvid import TAPVid
-from evaluation.eval import main, parse_args, prepare, resume_settings
-from evaluation.metrics import compute_tapvid_metrics, tapvid_video_summary
-from model.trackon_predictor import Predictor
-from model.yaml_schema import load_config
 from tests.tiny_model import tiny_config
+from trackon2.dataset.synthetic import write_tapvid_davis
+from trackon2.dataset.tapvid import TAPVid
+from trackon2.evaluation.eval import main, parse_args, prepare, resume_settings
+from trackon2.evaluation.metrics import compute_tapvid_metrics, tapvid_video_summary
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.model.yaml_schema import load_config
 
 NUM_VIDEOS = 2
 

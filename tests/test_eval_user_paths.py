@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dataset.synthetic import generate_clip, tapvid_entry
-from dataset.synthetic import main as synthetic_main
-from evaluation.eval import main
+from trackon2.dataset.synthetic import generate_clip, tapvid_entry
+from trackon2.dataset.synthetic import main as synthetic_main
+from trackon2.evaluation.eval import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "config" / "tiny.yaml")

@@ -10,13 +10,13 @@ import pytest
 import torch
 import yaml
 
-from dataset.synthetic import write_ego_points
-from evaluation.eval import main
-from evaluation.trackers import build_tracker, tracker_names
-from model.trackon_predictor import Predictor
-from model.verifier import Verifier, VerifierEnsemble
 from tests.tiny_model import tiny_config
 from tests.tiny_verifier import tiny_verifier_config
+from trackon2.dataset.synthetic import write_ego_points
+from trackon2.evaluation.eval import main
+from trackon2.evaluation.trackers import build_tracker, tracker_names
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.model.verifier import Verifier, VerifierEnsemble
 
 
 @pytest.fixture(scope="module")

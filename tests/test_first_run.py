@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.synthetic import write_tapvid_davis
-from evaluation.eval import main as eval_main
-from model.yaml_schema import load_config
 from tests.tiny_model import tiny_config
+from trackon2.dataset.synthetic import write_tapvid_davis
+from trackon2.evaluation.eval import main as eval_main
+from trackon2.model.yaml_schema import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 FALLBACK = "--checkpoint none --config config/tiny.yaml"

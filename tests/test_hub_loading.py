@@ -11,8 +11,8 @@ import pytest
 from tests.conftest import ROOT
 
 SCRIPT = """
-from model.vit import build_vit, BackboneUnavailableError
-from model.checkpoint import download_released_checkpoint, CheckpointError
+from trackon2.model.vit import build_vit, BackboneUnavailableError
+from trackon2.model.checkpoint import download_released_checkpoint, CheckpointError
 try:
     build_vit("dinov3_s_plus")
 except BackboneUnavailableError as err:

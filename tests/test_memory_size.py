@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.registry import VARIANTS
-from runtime.memory_size import DEFAULT_MEMORY_SIZE, inference_memory_size
+from trackon2.model.registry import VARIANTS
+from trackon2.runtime.memory_size import DEFAULT_MEMORY_SIZE, inference_memory_size
 
 
 def test_the_order_of_the_rules():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.metrics import THRESHOLDS, compute_tapvid_metrics, evaluation_mask, tapvid_video_summary
+from trackon2.evaluation.metrics import THRESHOLDS, compute_tapvid_metrics, evaluation_mask, tapvid_video_summary
 
 
 def _single_video(num_frames: int = 6, num_points: int = 3, query_frame: int = 0):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.metrics import (
+from trackon2.evaluation.metrics import (
     THRESHOLDS,
     MetricAccumulator,
     compute_dynamic_replica_metrics,

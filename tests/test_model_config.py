@@ -8,13 +8,13 @@ import dataclasses
 import pytest
 import torch
 
-from model.config import ModelConfig
-from model.heads import PredictionHead, RerankModule
-from model.trackon import TrackOn2
-from model.yaml_schema import SCHEMA, ConfigError, load_config
 from tests.conftest import ROOT
 from tests.tiny_model import tiny_config, tiny_model_config
-from training.config import DataConfig, RunConfig, TrainingConfig
+from trackon2.model.config import ModelConfig
+from trackon2.model.heads import PredictionHead, RerankModule
+from trackon2.model.trackon import TrackOn2
+from trackon2.model.yaml_schema import SCHEMA, ConfigError, load_config
+from trackon2.training.config import DataConfig, RunConfig, TrainingConfig
 
 
 def test_from_yaml_keeps_only_model_fields():

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.loss import LossFunction
-from model.msda import MultiScaleDeformableAttention
-from model.trackon import TrackOn2
 from tests.tiny_model import TINY_DINOV3, tiny_config, tiny_model_config
+from trackon2.model.loss import LossFunction
+from trackon2.model.msda import MultiScaleDeformableAttention
+from trackon2.model.trackon import TrackOn2
 
 
 def test_msda_samples_at_reference_point_and_adds_residual():

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from model.config import ModelConfig
-from model.trackon import TrackOn2
-from model.yaml_schema import config_from_mapping
 from tests.test_conformance import FULL_SIZE_VITS
-from training.trainer import build_optimizer
+from trackon2.model.config import ModelConfig
+from trackon2.model.trackon import TrackOn2
+from trackon2.model.yaml_schema import config_from_mapping
+from trackon2.training.trainer import build_optimizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_state_dict_keys.tsv"
 BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")

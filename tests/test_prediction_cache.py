@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dataset.eval_sample import EvalSample
-from evaluation.prediction_cache import PredictionCache
+from trackon2.dataset.eval_sample import EvalSample
+from trackon2.evaluation.prediction_cache import PredictionCache
 
 IDENTITY = {"tracker": "trackon2", "checkpoint": "/x.pt", "checkpoint_mtime_ns": 1, "config": {"M_i": 24}}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError
-from model.inputs import InputError
-from model.trackon_predictor import Predictor, get_points_on_a_grid
 from tests.tiny_model import tiny_config
+from trackon2.model.checkpoint import CheckpointError
+from trackon2.model.inputs import InputError
+from trackon2.model.trackon_predictor import Predictor, get_points_on_a_grid
 
 
 @pytest.fixture(scope="module")

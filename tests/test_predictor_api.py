@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.inputs import InputError
-from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
+from trackon2.model.inputs import InputError
+from trackon2.model.trackon_predictor import Predictor
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.registry import VARIANTS, get_variant
-from model.trackon import TrackOn2
 from tests.conftest import ROOT
 from tests.tiny_model import TINY_DINOV3, tiny_config, tiny_model_config
-from video.files import write_video
+from trackon2.model.registry import VARIANTS, get_variant
+from trackon2.model.trackon import TrackOn2
+from trackon2.video.files import write_video
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 VIT_PREFIX = "backbone.vit_encoder."
@@ -59,9 +59,9 @@ def _release(cache: Path, variant_name: str, with_vit: bool, **config: object) -
 
 LOADER = """
 import json, sys, torch
-from model.checkpoint import CheckpointError, read_checkpoint
-from model.trackon_predictor import Predictor
-from model.vit import BackboneUnavailableError
+from trackon2.model.checkpoint import CheckpointError, read_checkpoint
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.model.vit import BackboneUnavailableError
 
 cache, repo_dir, arch = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 options = dict(M_i=6, delta_v=0.5, support_grid_size=2, dtype=torch.float64, config_overrides=arch)
@@ -89,7 +89,8 @@ result = {
     "trajectory_shape": list(trajectory.shape),
     "finite": bool(torch.isfinite(trajectory).all()),
 }
-import demo, numpy, yaml
+import numpy, yaml
+from trackon2 import demo
 with open(f"{cache}/../tiny.yaml", "w") as handle:
     yaml.safe_dump({**arch, "input_size": list(arch["input_size"]), "vit_backbone": "dinov2_s", "M_i": 6}, handle)
 result["demo_exit"] = demo.main(["--checkpoint", "trackon2-dinov2", "--config", f"{cache}/../tiny.yaml",

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError
-from model.config import ModelConfig
-from model.trackon import TrackOn2
-from model.yaml_schema import load_config
 from tests.training_data import write_training_data
-from training import checkpointing
-from training.schedule import build_scheduler
-from training.trainer import build_optimizer
+from trackon2.model.checkpoint import CheckpointError
+from trackon2.model.config import ModelConfig
+from trackon2.model.trackon import TrackOn2
+from trackon2.model.yaml_schema import load_config
+from trackon2.training import checkpointing
+from trackon2.training.schedule import build_scheduler
+from trackon2.training.trainer import build_optimizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_state_dict_keys.tsv"
 BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
@@ -138,7 +138,7 @@ def test_reference_checkpoint_restores_model_moments_lr_epoch_and_best(reference
 @pytest.mark.slow
 def test_training_continues_from_a_reference_checkpoint_as_from_our_own(data, reference_file, tmp_path):
     """One more epoch from the reference file equals one more epoch from the same state in our layout."""
-    from training.trainer import run
+    from trackon2.training.trainer import run
 
     ref = reference_file
     model, optimizer, scheduler = _fresh(ref["args"])
@@ -172,7 +172,7 @@ def test_training_continues_from_a_reference_checkpoint_as_from_our_own(data, re
     (lambda c: c["model"].pop("module.fpn.output.0.weight"), "1 missing key(s)"),
 ])
 def test_malformed_reference_checkpoint_is_refused_in_one_line(data, reference_file, tmp_path, damage, message):
-    import main
+    from trackon2 import train as main
 
     checkpoint = reference_file["checkpoint"]
     damage(checkpoint)
@@ -203,7 +203,7 @@ def test_restore_refuses_an_optimizer_state_in_another_order(reference_file):
 
 
 def test_legacy_order_puts_each_blocks_feed_forward_before_its_attention():
-    from training.reference_checkpoint import legacy_parameter_order
+    from trackon2.training.reference_checkpoint import legacy_parameter_order
 
     names = ["t", "x.0.mha.in_proj_weight", "x.0.mha.out_proj.bias", "x.0.linear1.weight", "x.0.norm2.bias",
              "x.1.mha.in_proj_weight", "x.1.linear1.weight", "x.10.mha.in_proj_weight", "x.10.linear2.bias",
@@ -217,7 +217,7 @@ def test_legacy_order_puts_each_blocks_feed_forward_before_its_attention():
 @pytest.mark.slow
 def test_our_checkpoint_from_before_the_reorder_still_resumes(reference_file, tmp_path):
     """Our files without ``parameter_order`` listed optimizer states in the old order; they are renumbered."""
-    from training.reference_checkpoint import PARAMETER_ORDER_KEY, legacy_parameter_order
+    from trackon2.training.reference_checkpoint import PARAMETER_ORDER_KEY, legacy_parameter_order
 
     args = reference_file["args"]
     torch.manual_seed(3)
@@ -245,8 +245,8 @@ def test_our_checkpoint_from_before_the_reorder_still_resumes(reference_file, tm
 
 @pytest.mark.slow
 def test_export_to_the_reference_layout_and_back(reference_file, tmp_path, capsys):
-    from training.reference_checkpoint import REFERENCE_KEYS
-    from training.reference_checkpoint import main as export
+    from trackon2.training.reference_checkpoint import REFERENCE_KEYS
+    from trackon2.training.reference_checkpoint import main as export
 
     args = reference_file["args"]
     model, optimizer, scheduler = _fresh(args)
@@ -272,7 +272,7 @@ def test_export_to_the_reference_layout_and_back(reference_file, tmp_path, capsy
 
 @pytest.mark.slow
 def test_unmarked_checkpoint_already_in_the_current_order_is_not_renumbered(reference_file, tmp_path):
-    from training.reference_checkpoint import PARAMETER_ORDER_KEY
+    from trackon2.training.reference_checkpoint import PARAMETER_ORDER_KEY
 
     args = reference_file["args"]
     model, optimizer, scheduler = _fresh(args)

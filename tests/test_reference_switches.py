@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from dataset.image_ops import _shift_hue, resize_bilinear
-from dataset.movi_f import MoviFLarge
-from dataset.movi_f_sampling import sample_frame_indices
-from dataset.synthetic import write_movi_f
-from model.loss import LossFunction
-from model.trackon import TrackOn2
-from model.yaml_schema import ConfigError, config_from_mapping
 from tests.tiny_model import TINY_DINOV3, tiny_config, tiny_model_config
-from training.logging import TrainingLogger, logged_values
-from training.schedule import build_scheduler
+from trackon2.dataset.image_ops import _shift_hue, resize_bilinear
+from trackon2.dataset.movi_f import MoviFLarge
+from trackon2.dataset.movi_f_sampling import sample_frame_indices
+from trackon2.dataset.synthetic import write_movi_f
+from trackon2.model.loss import LossFunction
+from trackon2.model.trackon import TrackOn2
+from trackon2.model.yaml_schema import ConfigError, config_from_mapping
+from trackon2.training.logging import TrainingLogger, logged_values
+from trackon2.training.schedule import build_scheduler
 
 LOSSES = {"L_p": 3.0, "L_p2": 2.0, "L_vis": 0.5, "L_o": 1.0, "L_u": 0.25, "L_topk_u": 0.125, "L_topk_rank": 0.75}
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import eval as eval_cli
-from evaluation.speed import benchmark
-from model import checkpoint as checkpoint_module
-from model import yaml_schema as config_module
-from model.config import ModelConfig
-from model.registry import ALIASES, VARIANTS, UnknownVariantError, default_variant, get_variant
-from model.vit import VITS
 from tests.conftest import ROOT
-from utils import model_options
+from trackon2.evaluation import eval as eval_cli
+from trackon2.evaluation.speed import benchmark
+from trackon2.model import checkpoint as checkpoint_module
+from trackon2.model import yaml_schema as config_module
+from trackon2.model.config import ModelConfig
+from trackon2.model.registry import ALIASES, VARIANTS, UnknownVariantError, default_variant, get_variant
+from trackon2.model.vit import VITS
+from trackon2.utils import model_options
 
 
 def test_variants_hold_the_released_facts():

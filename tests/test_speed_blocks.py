@@ -13,17 +13,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.backbone import FeaturePyramid
-from model.blocks import DMSMHABlock, MHABlock
-from model.memory import QueryMemory
-from model.msda import MultiScaleDeformableAttention, deformable_sampling_per_level
-from model.trackon import FrameFeatures, TrackOn2
-from runtime.fast import forget_all_derived, set_fast
-from runtime.fast.deformable import PAD, deformable_sampling, level_constants, padded_value_table
-from runtime.fast.onednn import convert_weights, onednn_applies, project, relu_feed_forward, rows_product
-from runtime.fast.tracker import FastFrameFeatures
-from runtime.fast.window import WindowMemory
 from tests.tiny_model import tiny_model_config
+from trackon2.model.backbone import FeaturePyramid
+from trackon2.model.blocks import DMSMHABlock, MHABlock
+from trackon2.model.memory import QueryMemory
+from trackon2.model.msda import MultiScaleDeformableAttention, deformable_sampling_per_level
+from trackon2.model.trackon import FrameFeatures, TrackOn2
+from trackon2.runtime.fast import forget_all_derived, set_fast
+from trackon2.runtime.fast.deformable import PAD, deformable_sampling, level_constants, padded_value_table
+from trackon2.runtime.fast.onednn import convert_weights, onednn_applies, project, relu_feed_forward, rows_product
+from trackon2.runtime.fast.tracker import FastFrameFeatures
+from trackon2.runtime.fast.window import WindowMemory
 
 TIGHT = 1e-12
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")

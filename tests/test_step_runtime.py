@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from model.trackon import TrackOn2
-from runtime.fast import set_fast
-from runtime.online import OnlineTracker
-from runtime.plan import StepPlan
-from runtime.predictor import Predictor
 from tests.tiny_model import tiny_config, tiny_model_config
+from trackon2.model.trackon import TrackOn2
+from trackon2.runtime.fast import set_fast
+from trackon2.runtime.online import OnlineTracker
+from trackon2.runtime.plan import StepPlan
+from trackon2.runtime.predictor import Predictor
 
 # Ops that copy a device value to the host (and so wait for the GPU) or that need such a copy to size a result.
 SYNCING_OPS = ("aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.item")

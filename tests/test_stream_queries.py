@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.inputs import InputError
-from model.memory import QueryMemory
-from model.trackon import active_columns, scatter_columns
-from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
+from trackon2.model.inputs import InputError
+from trackon2.model.memory import QueryMemory
+from trackon2.model.trackon import active_columns, scatter_columns
+from trackon2.model.trackon_predictor import Predictor
 
 HEIGHT, WIDTH = 70, 100
 

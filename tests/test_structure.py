@@ -12,20 +12,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.memory import QueryMemory
-from model.stages import RANGE_PREFIX, STAGES
-from model.trackon import TrackOn2
-from runtime.fast import is_fast, set_fast
-from runtime.fast.window import WindowMemory
-from runtime.plan import StepPlan
-from runtime.predictor import Predictor
 from tests.conftest import ROOT
 from tests.tiny_model import tiny_config, tiny_model_config
+from trackon2.model.memory import QueryMemory
+from trackon2.model.stages import RANGE_PREFIX, STAGES
+from trackon2.model.trackon import TrackOn2
+from trackon2.runtime.fast import is_fast, set_fast
+from trackon2.runtime.fast.window import WindowMemory
+from trackon2.runtime.plan import StepPlan
+from trackon2.runtime.predictor import Predictor
 
 FLOAT32 = 1e-3  # pixels / logits: float32 rounding through the whole tiny model
 GOLDEN = 1e-6  # the conformance tests' tolerance (float64)
 # The documented compatibility alias: ``model.trackon_predictor`` re-exports ``runtime.predictor``.
-ALIAS = Path("model/trackon_predictor.py")
+ALIAS = Path("trackon2/model/trackon_predictor.py")
 
 VIDEO_SIZE = (70, 100)
 QUERIES = torch.tensor([[[0, 10.0, 20.0], [1, 50.0, 30.0], [3, 99.0, 69.0], [0, 30.0, 50.0], [2, 70.0, 35.0]]])
@@ -219,16 +219,27 @@ def test_leading_empty_slots_is_the_rule_the_memory_writes_by(memory_class, mode
 
 
 # ---------------------------------------------------------------------------------------------------- (d) imports
+PACKAGE = "trackon2"
+
+
 def _repository_nodes() -> tuple[dict[Path, str], set[str]]:
-    """Every Python file of the repository (outside the venv) -> its node: the top-level package it is in, or the
-    module name of a top-level script; and the set of nodes."""
+    """Every Python file of the repository (outside the venv) -> its node: the subpackage of ``trackon2`` it is in
+    (or the module name of a module directly in ``trackon2``), else the top-level folder or script it is; and the set
+    of nodes."""
     files = {}
     for path in ROOT.rglob("*.py"):
         relative = path.relative_to(ROOT)
-        if relative.parts[0].startswith(".") or "node_modules" in relative.parts:
+        if relative.parts[0].startswith(".") or relative.parts[0] == "build" or "node_modules" in relative.parts:
             continue
-        files[relative] = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        parts = relative.parts[1:] if relative.parts[0] == PACKAGE else relative.parts
+        files[relative] = parts[0] if len(parts) > 1 else Path(parts[0]).stem
     return files, set(files.values())
+
+
+def _node_of_module(module: str) -> str:
+    """The node of an absolute module name: ``trackon2.model.x`` -> ``model``, ``tests.x`` -> ``tests``."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == PACKAGE and len(parts) > 1 else parts[0]
 
 
 def _imported_nodes(relative: Path, nodes: set[str]) -> set[str]:
@@ -237,12 +248,16 @@ def _imported_nodes(relative: Path, nodes: set[str]) -> set[str]:
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            modules = [".".join(relative.parts[:-node.level])]
+        elif isinstance(node, ast.ImportFrom) and node.module == PACKAGE:
+            modules = [f"{PACKAGE}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            names = [relative.parts[0]] if node.level else [node.module or ""]
+            modules = [node.module or ""]
         else:
             continue
-        found.update(name.split(".")[0] for name in names if name.split(".")[0] in nodes)
+        found.update(name for name in map(_node_of_module, modules) if name in nodes)
     return found
 
 

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from dataset.synthetic import generate_clip, main
+from trackon2.dataset.synthetic import generate_clip, main
 
 
 def colours_at(video: np.ndarray, tracks: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.tapvid_queries import sample_queries
-from evaluation.metrics import compute_tapvid_metrics
+from trackon2.dataset.tapvid_queries import sample_queries
+from trackon2.evaluation.metrics import compute_tapvid_metrics
 
 FIXTURE = np.load(Path(__file__).parent / "fixtures" / "tapnet_strided.npz")
 CASES = sorted({key.split("_")[0] for key in FIXTURE.files if key.startswith("sampling")})

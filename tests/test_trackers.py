@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import evaluation.trackers.registry as registry
-from evaluation.trackers import (
+import trackon2.evaluation.trackers.registry as registry
+from trackon2.evaluation.trackers import (
     TrackerRegistryError,
     build_tracker,
     check_tracker,

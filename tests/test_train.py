@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.config import ModelConfig
-from model.yaml_schema import load_config
 from tests.tiny_model import tiny_config
 from tests.training_data import write_training_data
+from trackon2.model.config import ModelConfig
+from trackon2.model.yaml_schema import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_KEYS = {"T": 4, "N": 8, "epoch_num": 1, "num_workers": 0, "amp": False, "log_backend": "csv",
@@ -70,7 +70,7 @@ def _assert_same(a, b, where="") -> None:
 # ------------------------------------------------------------------------------------------------ (a) torchrun
 @pytest.mark.slow
 def test_torchrun_two_processes_trains_and_saves(data, tmp_path):
-    from model.trackon_predictor import Predictor
+    from trackon2.model.trackon_predictor import Predictor
 
     save_dir = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -98,7 +98,7 @@ def test_torchrun_two_processes_trains_and_saves(data, tmp_path):
 # -------------------------------------------------------------------------------------------------- (b) resume
 @pytest.mark.slow
 def test_resumed_run_matches_uninterrupted_run(data, tmp_path):
-    from training.trainer import run
+    from trackon2.training.trainer import run
 
     full_dir, split_dir = tmp_path / "full", tmp_path / "split"
     run(_config(data, full_dir, epoch_num=2, iters_per_epoch=1), device="cpu")
@@ -118,11 +118,11 @@ def test_resumed_run_matches_uninterrupted_run(data, tmp_path):
 
 
 def test_resume_from_explicit_checkpoint_path(data, tmp_path):
-    from model.config import ModelConfig
-    from model.trackon import TrackOn2
-    from training import checkpointing
-    from training.schedule import build_scheduler
-    from training.trainer import build_optimizer
+    from trackon2.model.config import ModelConfig
+    from trackon2.model.trackon import TrackOn2
+    from trackon2.training import checkpointing
+    from trackon2.training.schedule import build_scheduler
+    from trackon2.training.trainer import build_optimizer
 
     args = _config(data, tmp_path / "a", iters_per_epoch=2)
     model = TrackOn2(ModelConfig.from_namespace(args))
@@ -152,11 +152,11 @@ def test_resume_from_explicit_checkpoint_path(data, tmp_path):
 # ------------------------------------------------------------------------------------------------ (c) overfit
 @pytest.mark.slow
 def test_overfitting_one_clip_drives_the_loss_down(data):
-    from dataset.movi_f import MoviFLarge
-    from model.loss import LossFunction
-    from model.trackon import TrackOn2
-    from training.schedule import build_scheduler
-    from training.trainer import TrainState, build_optimizer, train_step
+    from trackon2.dataset.movi_f import MoviFLarge
+    from trackon2.model.loss import LossFunction
+    from trackon2.model.trackon import TrackOn2
+    from trackon2.training.schedule import build_scheduler
+    from trackon2.training.trainer import TrainState, build_optimizer, train_step
 
     torch.manual_seed(0)
     args = _config(data, data["root"] / "unused", lr=1e-3)
@@ -175,11 +175,11 @@ def test_overfitting_one_clip_drives_the_loss_down(data):
 
 # ------------------------------------------------------------------------------------------- (d) crash safety
 def test_interrupted_save_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
-    from model.trackon import TrackOn2
-    from model.trackon_predictor import Predictor
-    from training import checkpointing
-    from training.schedule import build_scheduler
-    from training.trainer import build_optimizer
+    from trackon2.model.trackon import TrackOn2
+    from trackon2.model.trackon_predictor import Predictor
+    from trackon2.training import checkpointing
+    from trackon2.training.schedule import build_scheduler
+    from trackon2.training.trainer import build_optimizer
 
     args = _config(data, tmp_path)
     model = TrackOn2(ModelConfig.from_namespace(args))
@@ -217,7 +217,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(data, tmp_path, monkeypa
 
 
 def test_update_best_is_strict_and_per_metric():
-    from training.checkpointing import initial_best, update_best
+    from trackon2.training.checkpointing import initial_best, update_best
 
     best = initial_best()
     assert update_best(best, {"aj": 1.0, "oa": 2.0, "delta_avg": 3.0}, 0) == {"aj": True, "oa": True, "delta_avg": True}
@@ -227,7 +227,7 @@ def test_update_best_is_strict_and_per_metric():
 
 # ----------------------------------------------------------------------------------------- queries, schedule
 def test_queries_follow_the_reference_rule():
-    from training.queries import sample_queries
+    from trackon2.training.queries import sample_queries
 
     torch.manual_seed(0)
     batch, frames, tracks_n = 3, 6, 12
@@ -250,7 +250,7 @@ def test_queries_follow_the_reference_rule():
 
 
 def test_schedule_warms_up_then_decays():
-    from training.schedule import build_scheduler
+    from trackon2.training.schedule import build_scheduler
 
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([parameter], lr=5e-4)
@@ -296,7 +296,7 @@ def test_cli_rejects_a_bad_config_key(data, tmp_path):
 # ------------------------------------------------------------------------------------------------------ logging
 @pytest.mark.parametrize("backend", ["tensorboard", "csv", "none"])
 def test_logger_backends(tmp_path, backend):
-    from training.logging import LOSS_NAMES, TrainingLogger
+    from trackon2.training.logging import LOSS_NAMES, TrainingLogger
 
     args = tiny_config(log_backend=backend, model_save_path=str(tmp_path))
     logger = TrainingLogger(args, rank=0)
@@ -319,7 +319,7 @@ def test_logger_backends(tmp_path, backend):
 
 
 def test_logger_falls_back_to_csv_without_tensorboard(tmp_path, monkeypatch):
-    from training.logging import LOSS_NAMES, TrainingLogger
+    from trackon2.training.logging import LOSS_NAMES, TrainingLogger
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.warns(UserWarning, match="tensorboard is not installed"):
@@ -330,7 +330,7 @@ def test_logger_falls_back_to_csv_without_tensorboard(tmp_path, monkeypatch):
 
 
 def test_cli_overrides_config_keys(data):
-    import main
+    from trackon2 import train as main
 
     cli, overrides = main.parse_args(["--config_path", str(data["config"]), "--epoch_num", "3", "--amp", "true",
                                       "--input_size", "32", "64", "--lr", "1e-3", "--iters_per_epoch", "5"])

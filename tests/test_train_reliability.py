@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import main as train_cli
-import training.trainer as trainer_module
-from dataset.synthetic import generate_clip, tapvid_entry, write_movi_f
+import trackon2.training.trainer as trainer_module
 from tests.training_data import write_training_data
+from trackon2 import train as train_cli
+from trackon2.dataset.synthetic import generate_clip, tapvid_entry, write_movi_f
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_KEYS = {"T": 4, "N": 8, "epoch_num": 1, "iters_per_epoch": 4, "save_every": 2, "num_workers": 0,
@@ -99,9 +99,9 @@ def test_signal_saves_and_a_rerun_continues_exactly(data, uninterrupted, tmp_pat
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_resumed_epoch_gets_the_same_batches_with_any_number_of_workers(data, workers):
-    from dataset.movi_f import MoviFLarge
-    from model.yaml_schema import load_config
-    from training.data_stream import EpochSampler, make_epoch_loader
+    from trackon2.dataset.movi_f import MoviFLarge
+    from trackon2.model.yaml_schema import load_config
+    from trackon2.training.data_stream import EpochSampler, make_epoch_loader
 
     args = load_config(data["config"], movi_f_root=str(data["movi"]))
     dataset = MoviFLarge.from_config(args)
@@ -268,7 +268,7 @@ def test_trainer_saves_and_exits_when_the_torchrun_agent_dies(data, tmp_path):
 
 
 def test_ctrl_c_under_torchrun_still_saves_but_a_repeated_signal_stops_at_once(capsys):
-    from training.interrupts import StopRequests
+    from trackon2.training.interrupts import StopRequests
 
     before = signal.getsignal(signal.SIGTERM)
     with StopRequests() as stop:  # torchrun on Ctrl-C: SIGINT from the terminal, then SIGTERM from the agent

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import main as train_cli
-from model.yaml_schema import SCHEMA
 from tests.training_data import write_training_data
-from utils.config_help import CONFIG_HELP
+from trackon2 import train as train_cli
+from trackon2.model.yaml_schema import SCHEMA
+from trackon2.utils.config_help import CONFIG_HELP
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).parent / "torchrun"

@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
-from model.trackon_predictor import Predictor
-from runtime.two_way import BackwardPlan, reversed_clip, track_two_way
 from tests.tiny_model import tiny_config
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.runtime.two_way import BackwardPlan, reversed_clip, track_two_way
 
 QUERIES = torch.tensor([[[0, 10.0, 20.0], [3, 50.0, 30.0], [5, 99.0, 69.0], [3, 1.0, 2.0]]])
 STARTS = QUERIES[0, :, 0].long()
@@ -140,7 +140,7 @@ def test_streams_pin_the_query_frame_and_stay_forward_only():
 def test_the_backward_pass_reuses_the_forward_passs_encoded_frames(predictors, monkeypatch):
     """Frames 0..last are encoded once: the backward pass steps over the forward pass's encodings, with the same
     result as encoding them again (a zero budget)."""
-    import runtime.predictor as predictor_module
+    import trackon2.runtime.predictor as predictor_module
 
     predictor = predictors["two_way_model"]
     video = _video(8)

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from evaluation import benchmark as benchmark_module
-from evaluation.speed.two_way_cost import main, measure_two_way_cost, middle_frame_queries
-from model.trackon_predictor import Predictor
 from tests.tiny_model import tiny_config
+from trackon2.evaluation import benchmark as benchmark_module
+from trackon2.evaluation.speed.two_way_cost import main, measure_two_way_cost, middle_frame_queries
+from trackon2.model.trackon_predictor import Predictor
 
 
 def test_runs_alternate_and_leave_the_predictor_as_it_was(monkeypatch):

@@ -18,18 +18,18 @@ import ast
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError
-from model.inputs import InputError
-from model.verifier import Verifier, VerifierConfig
-from model.verifier.checkpoint import (
+from tests.conftest import FIXTURES
+from tests.tiny_verifier import tiny_verifier_config
+from trackon2.model.checkpoint import CheckpointError
+from trackon2.model.inputs import InputError
+from trackon2.model.verifier import Verifier, VerifierConfig
+from trackon2.model.verifier.checkpoint import (
     build_verifier,
     load_cotracker3_encoder,
     load_verifier_weights,
     new_verifier_for_training,
 )
-from model.yaml_schema import ConfigError
-from tests.conftest import FIXTURES
-from tests.tiny_verifier import tiny_verifier_config
+from trackon2.model.yaml_schema import ConfigError
 
 TOL = 1e-10
 

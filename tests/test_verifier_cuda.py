@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.verifier import Verifier
-from model.verifier.ensemble import VerifierEnsemble
 from tests.tiny_verifier import tiny_verifier_config
+from trackon2.model.verifier import Verifier
+from trackon2.model.verifier.ensemble import VerifierEnsemble
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

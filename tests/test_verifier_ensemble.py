@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.trackon_predictor import Predictor
-from model.verifier import Verifier
-from model.verifier.ensemble import VerifierEnsemble, majority_visibility
-from model.verifier.ensemble_tracker import EnsembleTracker
 from tests.tiny_model import tiny_config
 from tests.tiny_verifier import tiny_verifier_config
+from trackon2.model.trackon_predictor import Predictor
+from trackon2.model.verifier import Verifier
+from trackon2.model.verifier.ensemble import VerifierEnsemble, majority_visibility
+from trackon2.model.verifier.ensemble_tracker import EnsembleTracker
 
 
 @pytest.fixture(scope="module")

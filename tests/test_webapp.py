@@ -13,14 +13,14 @@ import torch
 
 pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
 
-from model.inputs import InputError  # noqa: E402
-from model.trackon_predictor import Predictor  # noqa: E402
 from tests.tiny_model import tiny_config  # noqa: E402
-from video.files import write_video  # noqa: E402
-from webapp.clip import Clip, load_clip  # noqa: E402
-from webapp.live import LiveSession, session_predictor  # noqa: E402
-from webapp.run import track_clip  # noqa: E402
-from webapp.ui import App  # noqa: E402
+from trackon2.model.inputs import InputError  # noqa: E402
+from trackon2.model.trackon_predictor import Predictor  # noqa: E402
+from trackon2.video.files import write_video  # noqa: E402
+from trackon2.webapp.clip import Clip, load_clip  # noqa: E402
+from trackon2.webapp.live import LiveSession, session_predictor  # noqa: E402
+from trackon2.webapp.run import track_clip  # noqa: E402
+from trackon2.webapp.ui import App  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,8 @@ def test_handlers_report_bad_input_as_a_message(tmp_path, predictor):
 def test_app_model_options(tmp_path, capsys):
     import yaml
 
-    import app
-    from utils.model_options import build_predictor
+    from trackon2 import app
+    from trackon2.utils.model_options import build_predictor
 
     assert app.main(["--config", "config/test.yaml", "--checkpoint", "none"]) == 1
     assert "needs a config with backbone_config" in capsys.readouterr().err

@@ -12,14 +12,14 @@ import yaml
 
 pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
 
-from model.trackon_predictor import Predictor  # noqa: E402
-from model.verifier import Verifier  # noqa: E402
-from model.verifier.ensemble import VerifierEnsemble  # noqa: E402
-from model.verifier.ensemble_tracker import EnsembleTracker  # noqa: E402
 from tests.tiny_model import tiny_config  # noqa: E402
 from tests.tiny_verifier import tiny_verifier_config  # noqa: E402
-from webapp.clip import Clip  # noqa: E402
-from webapp.ui import App  # noqa: E402
+from trackon2.model.trackon_predictor import Predictor  # noqa: E402
+from trackon2.model.verifier import Verifier  # noqa: E402
+from trackon2.model.verifier.ensemble import VerifierEnsemble  # noqa: E402
+from trackon2.model.verifier.ensemble_tracker import EnsembleTracker  # noqa: E402
+from trackon2.webapp.clip import Clip  # noqa: E402
+from trackon2.webapp.ui import App  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_video_tab_tracks_with_the_ensemble(tmp_path, ensemble):
 
 
 def test_app_ensemble_options(tmp_path, capsys):
-    import app
-    from utils.ensemble_options import build_ensemble_tracker
+    from trackon2 import app
+    from trackon2.utils.ensemble_options import build_ensemble_tracker
 
     assert app.main(["--ensemble", "trackon2-dinov2"]) == 1
     assert "at least two trackers" in capsys.readouterr().err

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from model.config import ModelConfig
-from model.yaml_schema import config_from_mapping
+from trackon2.model.config import ModelConfig
+from trackon2.model.yaml_schema import config_from_mapping
 
 TINY_DINOV2 = {
     "model_type": "dinov2",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.verifier import VerifierConfig
+from trackon2.model.verifier import VerifierConfig
 
 
 def tiny_verifier_config(**overrides: Any) -> VerifierConfig:

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from dataset.synthetic import write_movi_f, write_tapvid_davis
 from tests.tiny_model import tiny_config
+from trackon2.dataset.synthetic import write_movi_f, write_tapvid_davis
 
 
 def write_training_data(root: Path, train_keys: dict[str, Any], movi_videos: int, movi_frames: int,
