@@ -218,6 +218,13 @@ class OnnxTracker:
         self._step(frame)
         return self._results(starting_points)
 
+    def fill_memory(self, features: np.ndarray) -> None:
+        """Fill every memory slot of the queries started so far with ``features`` (N, M_i, D): the steady state
+        of a long stream, for timing (as the Predictor's ``memory_filler``)."""
+        memory = self._state["memory"]
+        self._state["memory"] = np.broadcast_to(features.astype(np.float32), memory.shape[1:])[None].copy()
+        self._state["memory_empty"] = np.zeros_like(self._state["memory_empty"])
+
     # ---------------------------------------------------------------------------------------------- helpers
     def _check_frame(self, frame: np.ndarray) -> np.ndarray:
         """(H, W, 3) -> (1, 3, H, W) float32; the size must stay the same within a stream."""

@@ -17,6 +17,20 @@ from model.memory import QueryMemory
 from model.trackon import TrackOn2
 
 
+class ExportedTrackOn2(TrackOn2):
+    """``TrackOn2`` whose last memory-attention layer computes the query rows only, as ``runtime.fast`` does:
+    the memory rows' outputs of that layer are never used, and ``MHABlock`` gives every row the same result
+    whether or not the other rows are passed, so the step's results are the model's."""
+
+    def attend_memory(self, layer: int, rows: torch.Tensor, q: torch.Tensor, t_embedding: torch.Tensor,
+                      key_mask: torch.Tensor, last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if not last:
+            return super().attend_memory(layer, rows, q, t_embedding, key_mask, last)
+        sequence = torch.cat([rows, q.unsqueeze(1)], dim=1)
+        keyed = sequence + t_embedding
+        return rows, self.memory_attention[layer](keyed[:, -1:], keyed, sequence, key_mask)[:, -1]
+
+
 class OnlineStep(nn.Module):
     """One frame step of a plain (not ``runtime.fast``) TrackOn2 with explicit state, for one video.
 
@@ -27,7 +41,12 @@ class OnlineStep(nn.Module):
     """
 
     def __init__(self, model: TrackOn2) -> None:
+        """``model``: a plain TrackOn2, which becomes an ``ExportedTrackOn2`` (same parameters and results)."""
         super().__init__()
+        if type(model) is not TrackOn2:
+            raise TypeError(f"OnlineStep exports a plain TrackOn2 (runtime.fast.set_fast(model, False)), got "
+                            f"{type(model).__name__}")
+        model.__class__ = ExportedTrackOn2
         self.model = model
 
     def forward(self, frame: torch.Tensor, coords: torch.Tensor, starting: torch.Tensor, active: torch.Tensor,

@@ -180,3 +180,35 @@ def test_runtime_rejects_frames_of_the_wrong_size(tiny_export):
         tracker.add_queries([[150.0, 10.0]])
     with pytest.raises(StreamInputError, match=f"at most {NUM_QUERIES} user queries"):
         tracker.add_queries(np.ones((NUM_QUERIES + 1, 2)))
+
+
+# --------------------------------------------------------------------------------------------- front ends
+def test_demo_runs_on_the_exported_graph(tiny_export, tmp_path):
+    out = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "demo.py", "--video", "media/sample.mp4", "--backend", "onnx", "--onnx_dir",
+                           str(tiny_export), "--grid_size", "3", "--support_grid_size", str(SUPPORT),
+                           "--max_frames", "12", "--output_dir", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = np.load(out / "tracks.npz")
+    assert result["tracks"].shape == (12, 9, 2) and result["visibility"][0].all()  # pinned on the query frame
+    assert np.abs(np.diff(result["tracks"], axis=0)).max() > 0  # the points were tracked, not left in place
+
+
+def test_live_tab_session_tracks_with_the_exported_graph(tiny_export):
+    pytest.importorskip("gradio")
+    from export.torch_facade import OnnxPredictor
+    from webapp.live import LiveSession
+
+    shared = OnnxPredictor.from_folder(tiny_export, support_grid_size=SUPPORT, threads=1)
+    first, second = LiveSession(shared), LiveSession(shared)
+    frames = random_stream(4, 70, 100)
+    first.process(frames[0])
+    first.add_point(30.0, 20.0)
+    second.process(frames[0])
+    for frame in frames[1:]:
+        first.process(frame)
+    assert first.point_count == 1 and second.point_count == 0  # each session has its own stream
+    tracks = first.tracks.as_arrays()
+    assert tracks["tracks"].shape == (4, 1, 2) and tracks["visibility"][1]  # pinned on its start frame
+    first.clear()
+    assert first.point_count == 0
