@@ -4,6 +4,7 @@
     python app.py                                   # http://127.0.0.1:7860, released DINOv3 weights
     python app.py --checkpoint trackon2-dinov2 --port 8080   # or track-on-r, or a checkpoint file with --config
     python app.py --ensemble trackon2-dinov2,track-on-r --verifier verifier   # Video tab: the verifier ensemble
+    python app.py --live_onnx_dir exported/tiny     # Live tab: a graph exported by python -m export.onnx (ONNX Runtime)
 
 The model options are those of demo.py; ``--checkpoint none`` with a config holding ``backbone_config`` runs
 random weights (what the tests use). With ``--ensemble`` the Video tab tracks with the verifier ensemble of the
@@ -18,6 +19,9 @@ import logging
 import sys
 
 from trackon2.evaluation.device import parse_device
+from trackon2.export.backends import BackendError
+from trackon2.export.runtime import ExportFormatError
+from trackon2.export.torch_facade import OnnxPredictor
 from trackon2.model.checkpoint import CheckpointError
 from trackon2.model.vit import BackboneUnavailableError
 from trackon2.model.yaml_schema import ConfigError
@@ -32,8 +36,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max_frames", type=int, default=300, help="frames of an uploaded video that are used")
+    parser.add_argument("--live_onnx_dir", default=None,
+                        help="the Live tab tracks with the graph python -m export.onnx wrote here (ONNX Runtime)")
     add_ensemble_arguments(parser)
     return parser.parse_args(argv)
+
+
+def onnx_live_predictor(args: argparse.Namespace) -> OnnxPredictor:
+    """The exported graph of --live_onnx_dir behind the Predictor's streaming methods, on --device."""
+    device = "cuda" if args.device.startswith("cuda") else "cpu"
+    return OnnxPredictor.from_folder(args.live_onnx_dir, device=device, support_grid_size=args.support_grid_size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             predictor = next(iter(ensemble.trackers.values()))
         else:
             predictor = build_predictor(args)
-    except (ConfigError, CheckpointError, BackboneUnavailableError) as err:
+        live_predictor = None if args.live_onnx_dir is None else onnx_live_predictor(args)
+    except (ConfigError, CheckpointError, BackboneUnavailableError, ExportFormatError, BackendError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    page = build_app(predictor, lambda: autocast_for(args), max_frames=args.max_frames, ensemble=ensemble)
+    page = build_app(predictor, lambda: autocast_for(args), max_frames=args.max_frames, ensemble=ensemble,
+                     live_predictor=live_predictor)
     page.queue().launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=False)
     return 0
 

@@ -7,6 +7,7 @@
     python demo.py --video media/sample.mp4 --realtime              # a file played as if it were live
     python demo.py --video clip.mp4 --queries_json points.json --backward   # also track back to frame 0
     python demo.py --video clip.mp4 --ensemble trackon2-dinov2,track-on-r --verifier verifier   # verifier ensemble
+    python demo.py --video media/sample.mp4 --backend onnx --onnx_dir exported/tiny   # an exported graph (ONNX Runtime)
 
 Frames are streamed through the tracker one at a time (online: no frame sees the future), so memory does not
 grow with the video's length. Results: <output_dir>/tracks.npz and tracks.json (trajectories in video pixels,
@@ -33,6 +34,9 @@ import torch
 from tqdm.auto import tqdm
 
 from trackon2.evaluation.device import parse_device
+from trackon2.export.backends import BackendError
+from trackon2.export.runtime import ExportFormatError
+from trackon2.export.torch_facade import OnnxPredictor
 from trackon2.model.checkpoint import CheckpointError
 from trackon2.model.inputs import InputError
 from trackon2.model.verifier.ensemble_tracker import EnsembleTracker
@@ -76,6 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "decoded frames are kept in memory)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="torch: the PyTorch Predictor; onnx: the graph exported by python -m export.onnx, run "
+                             "by ONNX Runtime (--onnx_dir; --config / --checkpoint are then not used)")
+    parser.add_argument("--onnx_dir", default=None, help="--backend onnx: the folder python -m export.onnx wrote")
     add_ensemble_arguments(parser)
     args = parser.parse_args(argv)
     check_arguments(parser, args)
@@ -100,6 +108,10 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
                      "forward only")
     if args.backward and args.ensemble is not None:
         parser.error("--backward and --ensemble cannot be combined")
+    if args.backend == "onnx" and args.onnx_dir is None:
+        parser.error("--backend onnx needs --onnx_dir, the folder written by python -m export.onnx")
+    if args.backend == "onnx" and (args.backward or args.ensemble is not None):
+        parser.error("--backend onnx tracks forward, one frame at a time: not with --backward or --ensemble")
     try:
         args.device = str(parse_device(args.device))
     except ValueError as err:
@@ -303,6 +315,12 @@ def track_with_ensemble(args: argparse.Namespace, ensemble: EnsembleTracker,
     return result
 
 
+def onnx_predictor(args: argparse.Namespace) -> OnnxPredictor:
+    """The exported graph of --onnx_dir behind the Predictor's streaming methods (ONNX Runtime on --device)."""
+    device = "cuda" if torch.device(args.device).type == "cuda" else "cpu"
+    return OnnxPredictor.from_folder(args.onnx_dir, device=device, support_grid_size=args.support_grid_size)
+
+
 def save_results(result: dict[str, np.ndarray], output_dir: Path) -> None:
     """tracks.npz and tracks.json (queries, tracks, visibility) in ``output_dir``."""
     np.savez_compressed(output_dir / "tracks.npz", **result)
@@ -317,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.ensemble is not None:
             result = track_with_ensemble(args, build_ensemble_tracker(args), output_dir)
+        elif args.backend == "onnx":
+            predictor = onnx_predictor(args)
+            live = is_live_source(args.video, args.realtime)
+            result = (track_live_source if live else track)(args, predictor, output_dir)
         elif is_live_source(args.video, args.realtime):
             predictor = build_predictor(args)
             result = track_live_source(args, predictor, output_dir)
@@ -324,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
             result = track_both_ways(args, build_predictor(args), output_dir)
         else:
             result = track(args, build_predictor(args), output_dir)
-    except (ConfigError, CheckpointError, BackboneUnavailableError, VideoReadError, InputError) as err:
+    except (ConfigError, CheckpointError, BackboneUnavailableError, VideoReadError, InputError,
+            ExportFormatError, BackendError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     frames, points = result["visibility"].shape

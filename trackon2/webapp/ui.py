@@ -77,8 +77,9 @@ class App:
     """Handlers bound to one shared model; all per-user data comes in and goes out through gr.State."""
 
     def __init__(self, predictor: Predictor, make_autocast: AutocastFactory, max_frames: int,
-                 work_dir: Path, ensemble: EnsembleTracker | None = None):
+                 work_dir: Path, ensemble: EnsembleTracker | None = None, live_predictor: Any = None):
         self.predictor = predictor
+        self.live_predictor = predictor if live_predictor is None else live_predictor
         self.ensemble = ensemble
         self.make_autocast = make_autocast
         self.max_frames = max_frames
@@ -176,7 +177,7 @@ class App:
         """-> annotated frame, live status, session."""
         if frame is None:
             return gr.skip(), gr.skip(), session
-        session = session or LiveSession(self.predictor, self.make_autocast, view_height=VIEW_HEIGHT)
+        session = session or LiveSession(self.live_predictor, self.make_autocast, view_height=VIEW_HEIGHT)
         annotated = session.process(frame)
         return annotated, session.status(), session
 
@@ -217,16 +218,17 @@ class App:
 
 def build_app(predictor: Predictor, make_autocast: AutocastFactory = contextlib.nullcontext,
               max_frames: int = 300, work_dir: Path | None = None,
-              ensemble: EnsembleTracker | None = None) -> gr.Blocks:
+              ensemble: EnsembleTracker | None = None, live_predictor: Any = None) -> gr.Blocks:
     """The whole page; ``predictor``'s weights are shared by every session, its stream state by none.
 
     With ``ensemble`` the Video tab tracks with the verifier ensemble (offline, the whole clip at once); the Live
-    tab keeps ``predictor``.
+    tab keeps ``predictor``, or ``live_predictor`` where given (anything with the Predictor's streaming methods,
+    e.g. an exported graph's ``export.torch_facade.OnnxPredictor``).
 
     ``make_autocast()`` gives a fresh autocast context for each run (sessions run concurrently).
     """
     app = App(predictor, make_autocast, max_frames,
-              work_dir or Path(tempfile.mkdtemp(prefix="trackon2-app-")), ensemble)
+              work_dir or Path(tempfile.mkdtemp(prefix="trackon2-app-")), ensemble, live_predictor)
     with gr.Blocks(title="Track-On2", delete_cache=CACHE_CLEANUP) as page:
         gr.Markdown("# Track-On2 point tracking\nClick points on any frame of a video and track them, "
                     "or track your webcam live.")
