@@ -1,15 +1,18 @@
 """The exported step against this project's PyTorch path: exactness stream for stream, and speed side by side.
 
-    .venv/bin/python scripts/compare_onnx.py --export /tmp/onnx_s/export --checkpoint /tmp/onnx_s/weights.pt \\
-        --config config/bench_dinov2_s.yaml exactness --frames 24
-    .venv/bin/python scripts/compare_onnx.py --export ... --checkpoint ... --config ... speed --rounds 3
+    .venv/bin/python -c "import torch, yaml; from runtime.predictor import Predictor; torch.manual_seed(0); \\
+        Predictor(yaml.safe_load(open('config/bench_dinov2_s.yaml'))).save('bench/weights.pt')"
+    .venv/bin/python -m export.onnx --checkpoint bench/weights.pt --config config/bench_dinov2_s.yaml \\
+        --num_queries 256 --memory_size 72 --out bench/onnx
+    .venv/bin/python scripts/compare_onnx.py --export bench/onnx --checkpoint bench/weights.pt exactness
+    .venv/bin/python scripts/compare_onnx.py --export bench/onnx --checkpoint bench/weights.pt speed --stages
 
 ``exactness`` streams a random video through the Predictor (fast and plain forms) and the ONNX runtime with
 queries added on several frames and some removed (``export.compare``) and prints the largest point difference
-and the visibility decisions that differ (``--backends openvino``: with OpenVINO running the graph). ``speed`` tracks, in
-alternating rounds on one thread, ``--queries`` user queries plus the support grid with every memory slot full,
-with the Predictor (its fast path, the project's PyTorch default), ONNX Runtime and OpenVINO (the same graph),
-and reports frames/s and, with ``--stages``, milliseconds per stage of one frame for PyTorch (its profiler
+and the visibility decisions that differ (``--backends openvino``: with OpenVINO running the graph). ``speed``
+tracks, in alternating rounds on one thread, ``--queries`` user queries plus the support grid with every memory
+slot full, with the Predictor (its fast path, the project's PyTorch default), ONNX Runtime and OpenVINO (the same
+graph), and reports frames/s and, with ``--stages``, milliseconds per stage of one frame for PyTorch (its profiler
 ranges) and ONNX Runtime (its node profile, each node counted to the model part it was traced from).
 """
 
