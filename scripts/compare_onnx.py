@@ -1,16 +1,19 @@
 """The exported step against this project's PyTorch path: exactness stream for stream, and speed side by side.
 
-    .venv/bin/python scripts/compare_onnx.py --export /tmp/onnx_s/export --checkpoint /tmp/onnx_s/weights.pt \\
-        --config config/bench_dinov2_s.yaml exactness --frames 24
-    .venv/bin/python scripts/compare_onnx.py --export ... --checkpoint ... --config ... speed --rounds 3
+    .venv/bin/python -c "import torch, yaml; from runtime.predictor import Predictor; torch.manual_seed(0); \\
+        Predictor(yaml.safe_load(open('config/bench_dinov2_s.yaml'))).save('bench/weights.pt')"
+    .venv/bin/python -m export.onnx --checkpoint bench/weights.pt --config config/bench_dinov2_s.yaml \\
+        --num_queries 256 --memory_size 72 --out bench/onnx
+    .venv/bin/python scripts/compare_onnx.py --export bench/onnx --checkpoint bench/weights.pt exactness
+    .venv/bin/python scripts/compare_onnx.py --export bench/onnx --checkpoint bench/weights.pt speed --stages
 
 ``exactness`` streams a random video through the Predictor (fast and plain forms) and the ONNX runtime with
 queries added on several frames and some removed (``export.compare``) and prints the largest point difference
-and the visibility decisions that differ. ``speed`` tracks, in alternating rounds on one thread, ``--queries``
-user queries plus the support grid with every memory slot full, with the Predictor (its fast path, the
-project's PyTorch default), ONNX Runtime and OpenVINO (run on the same graph, outputs checked against ONNX
-Runtime's), and reports frames/s and, with ``--stages``, milliseconds per stage of one frame for PyTorch (its
-profiler ranges) and ONNX Runtime (its node profile, each node counted to the model part it was traced from).
+and the visibility decisions that differ (``--backends openvino``: with OpenVINO running the graph). ``speed``
+tracks, in alternating rounds on one thread, ``--queries`` user queries plus the support grid with every memory
+slot full, with the Predictor (its fast path, the project's PyTorch default), ONNX Runtime and OpenVINO (the same
+graph), and reports frames/s and, with ``--stages``, milliseconds per stage of one frame for PyTorch (its profiler
+ranges) and ONNX Runtime (its node profile, each node counted to the model part it was traced from).
 """
 
 from __future__ import annotations
@@ -72,9 +75,12 @@ class OpenVinoStep:
 def exactness(args: argparse.Namespace) -> None:
     export = Path(args.export)
     video = random_stream(args.frames, *args.frame_size)
-    for fast in (form == "fast" for form in args.forms):
-        difference = compare_streams(build_predictor(args, fast), OnnxTracker(export, threads=1), video)
-        print(json.dumps({"predictor": "fast" if fast else "plain", "frames": difference.frames,
+    for fast, backend in ((form == "fast", backend) for form in args.forms for backend in args.backends):
+        tracker = OnnxTracker(export, threads=1)
+        if backend == "openvino":
+            tracker.session = OpenVinoStep(export / tracker.manifest["graphs"]["step"], threads=1)
+        difference = compare_streams(build_predictor(args, fast), tracker, video)
+        print(json.dumps({"predictor": "fast" if fast else "plain", "backend": backend, "frames": difference.frames,
                           "ids_equal": difference.ids_equal, "max_point_px": difference.max_point_px,
                           "max_confidence": difference.max_confidence, "visibility_flips": difference.flips,
                           "flips_not_at_delta_v": difference.far_flips}), flush=True)
@@ -202,6 +208,8 @@ def main() -> None:
     check.add_argument("--frames", type=int, default=24)
     check.add_argument("--forms", nargs="+", choices=("fast", "plain"), default=["fast", "plain"],
                        help="the Predictor's forms to compare with")
+    check.add_argument("--backends", nargs="+", choices=("onnxruntime", "openvino"), default=["onnxruntime"],
+                       help="what runs the graph")
     check.add_argument("--frame_size", type=int, nargs=2, default=(288, 384), metavar=("HEIGHT", "WIDTH"))
     timing = sub.add_parser("speed")
     timing.add_argument("--queries", type=int, default=256)

@@ -1,11 +1,11 @@
 """The online frame step of Track-On2 as one torch module with the whole tracker state as explicit tensors.
 
-``OnlineStep`` is what ``export.onnx`` traces, its inputs and outputs in the order of ``export.layout``: it encodes a frame, starts the queries flagged in ``starting``
-(their start features sampled from this frame, their memories emptied), tracks every query slot flagged in
-``active`` and writes their memories, with the model's own functions (``TrackOn2.encode`` / ``decode`` /
-``sample_query_features`` / ``write_memory``). Slots that are not active are hidden from the others'
-self-attention and their outputs are zero, so the active queries are tracked as if the others were not there
-(float summation order aside).
+``OnlineStep`` is what ``export.onnx`` traces, its inputs and outputs in the order of ``export.layout``: it
+encodes a frame, starts the queries flagged in ``starting`` (their start features sampled from this frame, their
+memories emptied), tracks every query slot flagged in ``active`` and writes their memories, with the model's own
+functions (``TrackOn2.encode`` / ``decode`` / ``sample_query_features`` / ``write_memory``). Slots that are not
+active are hidden from the others' self-attention and their outputs are zero, so the active queries are tracked
+as if the others were not there (float summation order aside).
 """
 
 from __future__ import annotations
