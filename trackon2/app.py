@@ -42,12 +42,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def onnx_live_predictor(args: argparse.Namespace) -> OnnxPredictor:
-    """The exported graph of --live_onnx_dir behind the Predictor's streaming methods, on --device."""
-    device = "cuda" if args.device.startswith("cuda") else "cpu"
-    return OnnxPredictor.from_folder(args.live_onnx_dir, device=device, support_grid_size=args.support_grid_size)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.max_frames < 1:
@@ -82,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             predictor = next(iter(ensemble.trackers.values()))
         else:
             predictor = build_predictor(args)
-        live_predictor = None if args.live_onnx_dir is None else onnx_live_predictor(args)
+        live_predictor = (None if args.live_onnx_dir is None else
+                          OnnxPredictor.on_torch_device(args.live_onnx_dir, args.device, args.support_grid_size))
     except (ConfigError, CheckpointError, BackboneUnavailableError, ExportFormatError, BackendError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -315,12 +315,6 @@ def track_with_ensemble(args: argparse.Namespace, ensemble: EnsembleTracker,
     return result
 
 
-def onnx_predictor(args: argparse.Namespace) -> OnnxPredictor:
-    """The exported graph of --onnx_dir behind the Predictor's streaming methods (ONNX Runtime on --device)."""
-    device = "cuda" if torch.device(args.device).type == "cuda" else "cpu"
-    return OnnxPredictor.from_folder(args.onnx_dir, device=device, support_grid_size=args.support_grid_size)
-
-
 def save_results(result: dict[str, np.ndarray], output_dir: Path) -> None:
     """tracks.npz and tracks.json (queries, tracks, visibility) in ``output_dir``."""
     np.savez_compressed(output_dir / "tracks.npz", **result)
@@ -336,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.ensemble is not None:
             result = track_with_ensemble(args, build_ensemble_tracker(args), output_dir)
         elif args.backend == "onnx":
-            predictor = onnx_predictor(args)
+            predictor = OnnxPredictor.on_torch_device(args.onnx_dir, args.device, args.support_grid_size)
             live = is_live_source(args.video, args.realtime)
             result = (track_live_source if live else track)(args, predictor, output_dir)
         elif is_live_source(args.video, args.realtime):

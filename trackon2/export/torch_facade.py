@@ -31,6 +31,14 @@ class OnnxPredictor:
                     threads: int | None = None) -> "OnnxPredictor":
         return cls(OnnxTracker(folder, device=device, threads=threads, support_grid_size=support_grid_size))
 
+    @classmethod
+    def on_torch_device(cls, folder: str | Path, torch_device: str,
+                        support_grid_size: int | None = None) -> "OnnxPredictor":
+        """``from_folder`` on ONNX Runtime's device for a torch device string (any CUDA device: 'cuda', else 'cpu'),
+        as the demo's and the app's ``--device`` give it."""
+        device = "cuda" if torch.device(torch_device).type == "cuda" else "cpu"
+        return cls.from_folder(folder, device=device, support_grid_size=support_grid_size)
+
     def __copy__(self) -> "OnnxPredictor":
         """A predictor with its own stream that shares the graph session (one per browser session)."""
         return OnnxPredictor(copy.copy(self.tracker))

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from trackon2.model.yaml_schema import config_file
+from trackon2.model.yaml_schema import ConfigError, config_file, load_config
 from trackon2.runtime.predictor import Predictor, get_points_on_a_grid
 
 SEED = 1234
@@ -113,8 +113,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trackon2.model.yaml_schema import ConfigError, load_config
-
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
