@@ -132,6 +132,20 @@ def test_export_size_the_model_cannot_take(tmp_path):
     assert "--height 70: the model takes input sides that are positive multiples of 32" in done.stderr.splitlines()[-1]
 
 
+def test_export_without_the_exporters_packages_is_one_line(monkeypatch, capsys, tmp_path):
+    from trackon2.export import onnx as export_cli
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "onnxscript"
+                        else real_find_spec(name, *rest))
+    code = export_cli.main(["--checkpoint", "none", "--config", "config/tiny.yaml", "--num_queries", "4",
+                            "--out", str(tmp_path / "x")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1
+    assert "needs onnxscript" in lines[0] and "trackon2[export]" in lines[0]
+    assert not (tmp_path / "x").exists(), "nothing is written when the export cannot run"
+
+
 def test_export_at_another_size_than_the_checkpoint(tiny_weights, tmp_path):
     done = run_export("--checkpoint", str(tiny_weights), "--config", "config/tiny.yaml", "--num_queries", "4",
                       "--height", "128", "--out", str(tmp_path / "x"))

@@ -30,8 +30,8 @@ class OrtSession:
         try:
             import onnxruntime as ort
         except ImportError as err:
-            raise BackendError("the onnxruntime backend needs the onnxruntime package: pip install -r "
-                               "requirements-export.txt") from err
+            raise BackendError('the onnxruntime backend needs the onnxruntime package: pip install "trackon2[export]" '
+                               "(in a clone: pip install -r requirements-export.txt)") from err
         if device not in ORT_PROVIDERS:
             raise BackendError(f"unknown onnxruntime device {device!r}; expected one of {', '.join(ORT_PROVIDERS)}")
         wanted = ORT_PROVIDERS[device]

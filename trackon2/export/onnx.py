@@ -17,6 +17,7 @@ onnxruntime; no PyTorch).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import warnings
@@ -50,6 +51,8 @@ from trackon2.utils.model_options import CHECKPOINT_HELP, load_model_options
 SIZE_MULTIPLE = 32  # the coarsest feature level has stride 32
 MIN_OPSET = 18  # the exporter's lowest opset (GridSample needs 16, TopK with largest/sorted 11)
 MAX_FRAME_SIDE = 8192
+EXPORT_PACKAGES = ("onnx", "onnxscript")  # the exporter's own (onnxruntime is the runtime's)
+INSTALL_HINT = 'pip install "trackon2[export]" (in a clone: pip install -r requirements-export.txt)'
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -179,8 +182,17 @@ def manifest(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
     }
 
 
+def missing_export_packages() -> list[str]:
+    """The packages the export needs that are not installed (checked before the minute-long model build)."""
+    return [name for name in EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    missing = missing_export_packages()
+    if missing:
+        print(f"error: the ONNX export needs {' and '.join(missing)}: {INSTALL_HINT}", file=sys.stderr)
+        return 1
     try:
         config, checkpoint = export_config(args)
         step = build_step(config, checkpoint)
